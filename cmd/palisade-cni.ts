@@ -1,0 +1,3 @@
+// Placeholder until its issue lands: says what is missing and exits 2.
+console.error('palisade-cni: not implemented yet (see the open issues)');
+process.exit(2);
