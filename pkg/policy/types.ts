@@ -4,6 +4,7 @@
  * stable across compiles so that unchanged entries stay unchanged), and does no I/O.
  */
 import type { DatapathState, Direction } from '../datapath/types.ts';
+import type { HttpRule } from './snapshot.ts';
 
 /** Where a policy entry came from; `ruleId` is a stable 32-bit hash of this origin. */
 export interface RuleOrigin {
@@ -43,4 +44,25 @@ export interface CompileResult {
   /** Identity of every label set in use, for inspection: identity -> labels. */
   identities: ReadonlyMap<number, Readonly<Record<string, string>>>;
   problems: PolicyProblem[];
+  /**
+   * L7 HTTP rules (PalisadeNetworkPolicy), one record per policy entry that redirects to
+   * the proxy (`proxyPort` != 0), keyed like that entry. Absent when there are none.
+   * A request to such a peer/port is allowed iff one of `http` matches it.
+   */
+  l7?: L7Rules[];
+}
+
+/** The HTTP rules behind one redirecting policy entry. */
+export interface L7Rules {
+  endpointId: number;
+  direction: Direction;
+  peer: number;
+  protocol: number;
+  port: number;
+  endPort: number;
+  proxyPort: number;
+  /** Rules that contributed (sorted). */
+  ruleIds: number[];
+  /** Union of the `http` rules of those rules: a request matching any one is allowed. */
+  http: HttpRule[];
 }

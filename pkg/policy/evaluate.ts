@@ -1,0 +1,198 @@
+/**
+ * The reference model of the datapath's verdict (docs/datapath.md, steps 3-7): given a
+ * datapath state, decides one packet's forward direction the way bpf/ does. Pure. It
+ * powers `kubectl palisade trace` and the compiler's tests; the datapath mirrors it.
+ *
+ * When several entries allow a packet, the one reported is, in order: a specific peer
+ * over any peer, a specific protocol over any protocol, the narrowest port range, the
+ * lowest rule id. Allowed or not never depends on that order, only attribution and the
+ * proxy port do.
+ */
+import {
+  PROTO_ANY, PROTO_SCTP, PROTO_TCP, PROTO_UDP, type DatapathState, type Direction,
+  type PolicyEntry,
+} from '../datapath/types.ts';
+import { IDENTITY_ANY, IDENTITY_HOST, IDENTITY_WORLD, reservedIdentityNames } from '../identity/reserved.ts';
+import { LpmTable, formatPrefix, parseCidr, parseIpv4, type Prefix } from './ip.ts';
+import type { CompileResult } from './types.ts';
+
+export interface VerdictQuery {
+  endpointId: number;
+  direction: Direction;
+  /** The other side: the source for ingress, the destination for egress. */
+  remoteIp: string;
+  protocol: number;
+  /** Destination port (TCP, UDP, SCTP); ignored for other protocols. */
+  port: number;
+}
+
+export type VerdictReason = 'not-enforced' | 'allowed' | 'default-deny' | 'node';
+
+export interface Verdict {
+  allowed: boolean;
+  reason: VerdictReason;
+  /** Rule that allowed it; 0 when none decided (not enforced, node, default deny). */
+  ruleId: number;
+  /**
+   * Identity the decision was made for: the CIDR identity when a cidrs entry allowed it,
+   * else the remote address's ipcache identity (world on a miss).
+   */
+  peerIdentity: number;
+  /** ipcache identity of the remote address (world on a miss). */
+  remoteIdentity: number;
+  /** L7 proxy port of the deciding entry (0 = no redirect). */
+  proxyPort: number;
+  /** The deciding entry, when one did. */
+  entry?: PolicyEntry;
+  /** The cidrs prefix consulted at step 6, when one matched. */
+  cidr?: string;
+}
+
+export class EvaluateError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+interface Index {
+  endpoints: Map<number, DatapathState['endpoints'][number]>;
+  ipcache: LpmTable<number>;
+  /** `endpoint/direction/peer` -> entries. */
+  policy: Map<string, PolicyEntry[]>;
+  /** `endpoint/direction` -> LPM of CIDR identities. */
+  cidrs: Map<string, LpmTable<number>>;
+}
+
+const indexes = new WeakMap<DatapathState, Index>();
+
+function prefixOf(cidr: string): Prefix {
+  const p = parseCidr(cidr);
+  if (!p) throw new EvaluateError('PAL_EVAL_STATE', `invalid cidr ${JSON.stringify(cidr)} in state`);
+  return p.prefix;
+}
+
+/** Builds (once per state object) the lookup structures; the state must not be mutated after. */
+function indexOf(state: DatapathState): Index {
+  let ix = indexes.get(state);
+  if (ix) return ix;
+  ix = { endpoints: new Map(), ipcache: new LpmTable(), policy: new Map(), cidrs: new Map() };
+  for (const e of state.endpoints) ix.endpoints.set(e.endpointId, e);
+  for (const e of state.ipcache) ix.ipcache.set(prefixOf(e.cidr), e.identity);
+  for (const e of state.policy) {
+    const k = `${e.endpointId}/${e.direction}/${e.peer}`;
+    const l = ix.policy.get(k);
+    if (l) l.push(e); else ix.policy.set(k, [e]);
+  }
+  for (const e of state.cidrs) {
+    const k = `${e.endpointId}/${e.direction}`;
+    let t = ix.cidrs.get(k);
+    if (!t) ix.cidrs.set(k, (t = new LpmTable()));
+    t.set(prefixOf(e.cidr), e.identity);
+  }
+  indexes.set(state, ix);
+  return ix;
+}
+
+const hasPorts = (proto: number) => proto === PROTO_TCP || proto === PROTO_UDP || proto === PROTO_SCTP;
+
+/** True when a policy entry allows (protocol, port); see PolicyEntry for the semantics. */
+export function entryMatches(e: PolicyEntry, protocol: number, port: number): boolean {
+  if (e.protocol === PROTO_ANY) return true;
+  if (e.protocol !== protocol || !hasPorts(protocol)) return false;
+  return e.port === 0 || (port >= e.port && port <= e.endPort);
+}
+
+/** Lower is more specific; see the module comment. */
+function specificity(e: PolicyEntry): [number, number, number, number] {
+  const width = e.protocol === PROTO_ANY || e.port === 0 ? 65536 : e.endPort - e.port + 1;
+  return [e.peer === IDENTITY_ANY ? 1 : 0, e.protocol === PROTO_ANY ? 1 : 0, width, e.ruleId];
+}
+
+function better(a: PolicyEntry, b: PolicyEntry | undefined): boolean {
+  if (!b) return true;
+  const sa = specificity(a);
+  const sb = specificity(b);
+  for (let i = 0; i < sa.length; i++) if (sa[i] !== sb[i]) return sa[i]! < sb[i]!;
+  return false;
+}
+
+function bestMatch(ix: Index, ep: number, dir: Direction, peers: number[], protocol: number, port: number) {
+  let best: PolicyEntry | undefined;
+  for (const peer of peers) {
+    for (const e of ix.policy.get(`${ep}/${dir}/${peer}`) ?? []) {
+      if (entryMatches(e, protocol, port) && better(e, best)) best = e;
+    }
+  }
+  return best;
+}
+
+/** Decides the forward direction of one packet. Throws on an unknown endpoint or bad IP. */
+export function evaluate(state: DatapathState, q: VerdictQuery): Verdict {
+  const ix = indexOf(state);
+  const ep = ix.endpoints.get(q.endpointId);
+  if (!ep) throw new EvaluateError('PAL_EVAL_NO_ENDPOINT', `evaluating: no endpoint ${q.endpointId}`);
+  const addr = parseIpv4(q.remoteIp);
+  if (addr === undefined) throw new EvaluateError('PAL_EVAL_BAD_IP', `evaluating: invalid IPv4 ${JSON.stringify(q.remoteIp)}`);
+  const port = hasPorts(q.protocol) ? q.port : 0;
+  const remote = ix.ipcache.lookup(addr)?.value ?? IDENTITY_WORLD;
+  const base = { ruleId: 0, peerIdentity: remote, remoteIdentity: remote, proxyPort: 0 };
+
+  // 3. The node's own traffic to its pods (kubelet probes) always passes (NETPOL 22).
+  if (remote === IDENTITY_HOST && q.direction === 'ingress') return { ...base, allowed: true, reason: 'node' };
+  // 4. A direction without isolating policy allows everything.
+  const enforced = q.direction === 'ingress' ? ep.ingressEnforced : ep.egressEnforced;
+  if (!enforced) return { ...base, allowed: true, reason: 'not-enforced' };
+  // 5. The remote's identity, or any peer.
+  const hit = bestMatch(ix, q.endpointId, q.direction, [remote, IDENTITY_ANY], q.protocol, port);
+  if (hit) return { ...base, allowed: true, reason: 'allowed', ruleId: hit.ruleId, proxyPort: hit.proxyPort, entry: hit };
+  // 6. The endpoint's ipBlock prefixes.
+  const c = ix.cidrs.get(`${q.endpointId}/${q.direction}`)?.lookup(addr);
+  if (c) {
+    const cidr = formatPrefix(c.prefix);
+    const e = bestMatch(ix, q.endpointId, q.direction, [c.value], q.protocol, port);
+    if (e) {
+      return {
+        ...base, allowed: true, reason: 'allowed', ruleId: e.ruleId, peerIdentity: c.value,
+        proxyPort: e.proxyPort, entry: e, cidr,
+      };
+    }
+    return { ...base, allowed: false, reason: 'default-deny', cidr };
+  }
+  // 7. Nothing allows it.
+  return { ...base, allowed: false, reason: 'default-deny' };
+}
+
+/** Human-readable name of an identity, from a compile result. */
+export function describeIdentity(result: CompileResult, id: number): string {
+  const reserved = reservedIdentityNames[id];
+  if (reserved !== undefined) return `${id} (${reserved})`;
+  const labels = result.identities.get(id);
+  if (!labels) return `${id} (unknown)`;
+  const text = Object.entries(labels).map(([k, v]) => (v === 'ipblock' ? k : `${k}=${v}`)).join(', ');
+  return `${id} (${text})`;
+}
+
+/** One line saying what decided a verdict and which policy, for `kubectl palisade trace`. */
+export function explain(result: CompileResult, q: VerdictQuery, v: Verdict): string {
+  const who = describeIdentity(result, v.peerIdentity);
+  switch (v.reason) {
+    case 'node':
+      return `allowed: traffic from this node (${who}) to its pods always passes`;
+    case 'not-enforced':
+      return `allowed: no policy isolates endpoint ${q.endpointId} for ${q.direction}`;
+    case 'default-deny': {
+      const s = result.endpoints.get(q.endpointId);
+      const pols = (q.direction === 'ingress' ? s?.ingressPolicies : s?.egressPolicies) ?? [];
+      return `denied: no rule allows peer ${who}; isolated for ${q.direction} by ${pols.join(', ') || '(none)'}`;
+    }
+    case 'allowed': {
+      const o = result.rules.get(v.ruleId);
+      const rule = o ? `${o.policy} ${o.direction}[${o.ruleIndex}]` : `rule ${v.ruleId}`;
+      const via = v.cidr ? ` via ${v.cidr}` : '';
+      const l7 = v.proxyPort ? `, redirected to the L7 proxy on port ${v.proxyPort}` : '';
+      return `allowed by ${rule}: peer ${who}${via}${l7}`;
+    }
+  }
+}
