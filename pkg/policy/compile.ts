@@ -325,14 +325,16 @@ class Compilation {
     for (const [key, pod] of s.pods) {
       // NETPOL 23: hostNetwork pods are neither subjects nor peers; their IP is the node's.
       if (pod.spec?.hostNetwork) continue;
-      // Terminated pods have released their IP, which may already belong to another pod.
-      const phase = pod.status?.phase;
-      if (phase === 'Succeeded' || phase === 'Failed') continue;
       const namespace = pod.metadata.namespace ?? namespaceOfKey(key);
+      const eps = local.get(`${namespace}/${pod.metadata.name}`);
+      // Terminated pods have released their IP, which may already belong to another pod
+      // (completed Job pods stay in the API with their old podIP). A local one that
+      // still has an endpoint holds its address until the CNI DEL.
+      const phase = pod.status?.phase;
+      if ((phase === 'Succeeded' || phase === 'Failed') && !eps) continue;
       const nsLabels = this.labelsOfNamespace(namespace);
       const gk = this.c.podKey(pod, namespace, s.namespaces.get(namespace), nsLabels);
       const group = this.groupOf(gk, namespace, pod.metadata.labels ?? {}, nsLabels);
-      const eps = local.get(`${namespace}/${pod.metadata.name}`);
       let ips = podIpv4s(pod);
       if (eps) {
         // The endpoint's address is authoritative for local pods (status may lag).

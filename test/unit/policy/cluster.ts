@@ -144,6 +144,8 @@ export class TestCluster {
     const endpoints: LocalEndpoint[] = [];
     for (const [key, p] of this.pods) {
       if (p.spec.nodeName !== nodeName || p.spec.hostNetwork) continue;
+      // A terminated pod's sandbox is gone (CNI DEL ran): no endpoint.
+      if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue;
       const id = this.endpointIds.get(key)!;
       endpoints.push({
         endpointId: id, ifindex: 1000 + id, ifname: `pal${id}`, containerId: `c${id}`,
