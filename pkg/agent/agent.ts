@@ -1,0 +1,161 @@
+/**
+ * The agent's composition root: builds the datapath, the realizer (standalone or the
+ * Kubernetes control plane), IPAM, the endpoint manager and the API, restores the
+ * endpoints of a previous run, and completes DELs the shim recorded while the agent was
+ * down. `stop()` closes the socket and leaves pinned state and veths in place.
+ */
+import { mkdir } from 'node:fs/promises';
+import { Metrics } from '../api/metrics.ts';
+import { buildApi, listenOnSocket } from '../api/server.ts';
+import { listSpooledDels, removeSpooled } from '../cni/spool.ts';
+import { defaultRouteMtu, enableIpv4Forwarding, LinuxPodNetwork } from '../datapath/linux/net/podnet.ts';
+import type { Datapath } from '../datapath/types.ts';
+import { EndpointManager, type LogFn } from '../endpoint/manager.ts';
+import type { PodNetwork } from '../endpoint/podnet.ts';
+import { StandaloneRealizer } from '../endpoint/standalone-realizer.ts';
+import { EndpointStore } from '../endpoint/store.ts';
+import type { EndpointRealizer } from '../endpoint/types.ts';
+import { Ipam } from '../ipam/ipam.ts';
+import type { AgentOptions } from './options.ts';
+import { createDatapath, loadControlPlaneFactory, type ControlPlaneHandle } from './seams.ts';
+
+export interface Agent {
+  manager: EndpointManager;
+  ipam: Ipam;
+  datapath: Datapath;
+  /** Completes recorded DELs now; resolves with how many were completed. */
+  drainPendingDels(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Overrides for tests: in-memory pod network, a fake control plane. */
+export interface AgentSeams {
+  podnet?: PodNetwork;
+  datapath?: Datapath;
+  controlPlane?: ControlPlaneHandle;
+  log?: LogFn;
+}
+
+const LEVELS = { info: 0, warn: 1, error: 2 } as const;
+
+/** JSON lines on stderr (stdout stays clean for tools that wrap the agent). */
+export function stderrLogger(min: AgentOptions['logLevel']): LogFn {
+  return (level, msg, fields) => {
+    if (LEVELS[level] < LEVELS[min]) return;
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+  };
+}
+
+const DRAIN_INTERVAL_MS = 5_000;
+
+export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Promise<Agent> {
+  const log = seams.log ?? stderrLogger(opts.logLevel);
+  await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+
+  const datapath = seams.datapath
+    ?? await createDatapath({ kind: opts.datapath, bpffsRoot: opts.bpffsRoot, log });
+  try {
+    await datapath.init();
+  } catch (err) {
+    throw new Error(`initializing the ${opts.datapath} datapath: ${(err as Error).message}`, { cause: err });
+  }
+
+  let controlPlane: ControlPlaneHandle | undefined;
+  let realizer: EndpointRealizer;
+  let podCidr = opts.podCidr;
+  if (opts.mode === 'kubernetes') {
+    controlPlane = seams.controlPlane ?? await (await loadControlPlaneFactory())({
+      kubeconfig: opts.kubeconfig!, nodeName: opts.nodeName, datapath, log,
+    });
+    podCidr ??= controlPlane.podCidr();
+    realizer = controlPlane;
+  } else {
+    realizer = new StandaloneRealizer(datapath);
+  }
+  if (!podCidr) throw new Error(`node ${opts.nodeName} has no pod CIDR (spec.podCIDR is empty)`);
+
+  const ipam = await Ipam.open({ stateDir: opts.stateDir, cidr: podCidr });
+  const podnet = seams.podnet ?? new LinuxPodNetwork();
+  if (!seams.podnet) await enableIpv4Forwarding();
+  const mtu = opts.mtu ?? (seams.podnet ? 1500 : await defaultRouteMtu().catch(() => undefined)) ?? 1500;
+  const store = new EndpointStore(opts.stateDir);
+  const manager = new EndpointManager({
+    ipam, podnet, datapath, realizer, store, defaultMtu: mtu,
+    realizeTimeoutMs: opts.realizeTimeoutMs, log,
+  });
+
+  let draining: Promise<number> | undefined;
+  const drainPendingDels = (): Promise<number> => {
+    draining ??= (async () => {
+      const { dels, bad } = listSpooledDels(opts.pendingDelDir);
+      for (const f of bad) {
+        log('warn', 'removing unreadable pending DEL record', { file: f });
+        removeSpooled(f);
+      }
+      let done = 0;
+      for (const d of dels) {
+        try {
+          await manager.del(d.request.containerId, d.request.ifName);
+          removeSpooled(d.file);
+          done++;
+          log('info', 'completed a DEL recorded while the agent was down',
+            { containerId: d.request.containerId, ifName: d.request.ifName });
+        } catch (err) {
+          log('error', 'completing a recorded DEL failed; will retry',
+            { containerId: d.request.containerId, error: (err as Error).message });
+        }
+      }
+      return done;
+    })().finally(() => { draining = undefined; });
+    return draining;
+  };
+
+  let restored = false;
+  await manager.restore();
+  await drainPendingDels();
+  restored = true;
+
+  const metrics = new Metrics();
+  metrics.gauge('palisade_ipam_addresses_used', () => ipam.used);
+  metrics.gauge('palisade_ipam_addresses_capacity', () => ipam.capacity);
+  const notReadyReason = (): string | undefined => {
+    if (!restored) return 'restoring endpoints';
+    const cp = controlPlane?.notReadyReason();
+    if (cp) return cp;
+    if (ipam.used >= ipam.capacity) return `no free address in ${ipam.cidr}`;
+    return undefined;
+  };
+  const app = buildApi({
+    node: opts.nodeName, mode: opts.mode, manager, notReadyReason, metrics, log,
+    revision: () => controlPlane?.revision() ?? 0,
+    resourceVersion: () => controlPlane?.resourceVersion(),
+    waitFor: controlPlane ? (rv, t) => controlPlane.waitFor(rv, t) : undefined,
+    endpointDetails: controlPlane?.endpointDetails
+      ? (id) => controlPlane.endpointDetails!(id)
+      : () => ({ identity: 256, ingressEnforced: false, egressEnforced: false, policies: [], revision: 0 }),
+  });
+  await listenOnSocket(app, opts.apiSocket);
+  // A DEL recorded while we were starting (socket not yet there) is completed now.
+  await drainPendingDels();
+  const timer = setInterval(() => { void drainPendingDels(); }, DRAIN_INTERVAL_MS);
+  timer.unref();
+  log('info', 'agent ready', {
+    node: opts.nodeName, mode: opts.mode, podCidr: ipam.cidr, socket: opts.apiSocket,
+    datapath: opts.datapath, mtu, endpoints: manager.list().length,
+  });
+
+  let stopped = false;
+  return {
+    manager, ipam, datapath, drainPendingDels,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      await app.close();
+      await draining?.catch(() => undefined);
+      await controlPlane?.stop();
+      await datapath.close();
+      log('info', 'agent stopped', { node: opts.nodeName });
+    },
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * Where the agent plugs in parts other modules own: the datapath implementation and,
+ * in Kubernetes mode, the control plane. Both are loaded lazily so that standalone mode
+ * and the tests do not pay for (or depend on) what they do not use.
+ */
+import type { Datapath } from '../datapath/types.ts';
+import type { EndpointRealizer } from '../endpoint/types.ts';
+import type { LogFn } from '../endpoint/manager.ts';
+import type { WaitResult } from '../api/server.ts';
+import { NullDatapath } from './null-datapath.ts';
+
+/** What the agent needs from the control plane (pkg/controlplane) in Kubernetes mode. */
+export interface ControlPlaneHandle extends EndpointRealizer {
+  /** This node's pod CIDR (Node spec.podCIDR). */
+  podCidr(): string;
+  /** Why the control plane is not ready (informers not synced, ...), or undefined. */
+  notReadyReason(): string | undefined;
+  revision(): number;
+  resourceVersion(): string | undefined;
+  waitFor(resourceVersion: string, timeoutMs: number): Promise<WaitResult>;
+  /** Identity, enforcement, selecting policies, realized revision of an endpoint. */
+  endpointDetails?(endpointId: number): Record<string, unknown> | undefined;
+  stop(): Promise<void>;
+}
+
+export interface ControlPlaneFactoryOptions {
+  kubeconfig: string;
+  nodeName: string;
+  datapath: Datapath;
+  log: LogFn;
+}
+
+export type ControlPlaneFactory = (opts: ControlPlaneFactoryOptions) => Promise<ControlPlaneHandle>;
+
+/** Resolves a sibling module under pkg/ for a dynamic import, in source (.ts) or dist (.js). */
+function pkgModule(rel: string): string {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return new URL(`../${rel}${ext}`, import.meta.url).href;
+}
+
+async function importFirst(rels: string[]): Promise<Record<string, unknown> | undefined> {
+  for (const rel of rels) {
+    try {
+      return await import(pkgModule(rel)) as Record<string, unknown>;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The control plane's factory (`createControlPlane` exported by pkg/controlplane/index).
+ * SEAM: the integrator adapts this if the control plane exports a different shape.
+ */
+export async function loadControlPlaneFactory(): Promise<ControlPlaneFactory> {
+  const mod = await importFirst(['controlplane/index']);
+  const f = mod?.createControlPlane;
+  if (typeof f !== 'function') {
+    throw new Error('kubernetes mode: pkg/controlplane/index does not export createControlPlane yet');
+  }
+  return f as ControlPlaneFactory;
+}
+
+export interface DatapathFactoryOptions {
+  kind: 'linux' | 'memory' | 'none';
+  bpffsRoot: string;
+  log: LogFn;
+}
+
+/** Builds the datapath chosen on the command line (not yet initialized). */
+export async function createDatapath(o: DatapathFactoryOptions): Promise<Datapath> {
+  if (o.kind === 'none') return new NullDatapath();
+  const rels = o.kind === 'linux'
+    ? ['datapath/linux/index', 'datapath/linux/datapath']
+    : ['datapath/memory/index', 'datapath/memory/datapath'];
+  const mod = await importFirst(rels);
+  const Ctor = (o.kind === 'linux' ? mod?.LinuxDatapath : mod?.MemoryDatapath) as
+    (new (opts: Record<string, unknown>) => Datapath) | undefined;
+  if (typeof Ctor !== 'function') {
+    throw new Error(`datapath ${o.kind}: pkg/${rels[0]} does not export ${o.kind === 'linux' ? 'LinuxDatapath' : 'MemoryDatapath'}`);
+  }
+  return new Ctor({ bpffsRoot: o.bpffsRoot, log: o.log });
+}

@@ -1,0 +1,152 @@
+/**
+ * The agent API (docs/agent-api.md): fastify on a unix socket. Routes are thin: they
+ * validate, call into the agent's objects and map failures to stable PAL_* codes.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { connect } from 'node:net';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { handleCni, type CniHandlerDeps } from '../cni/handler.ts';
+import type { CniErrorBody } from '../cni/errors.ts';
+import { PAL_API_ERRORS, apiError } from './errors.ts';
+import { Metrics } from './metrics.ts';
+
+/** What a Kubernetes control plane adds to the API; absent in standalone mode. */
+export interface WaitResult {
+  resourceVersion: string;
+  revision: number;
+  waitedMs: number;
+}
+
+export interface ApiDeps extends CniHandlerDeps {
+  node: string;
+  mode: 'standalone' | 'kubernetes';
+  /** Whether the agent is ready (/readyz), with the reason when not. */
+  notReadyReason: () => string | undefined;
+  revision: () => number;
+  resourceVersion: () => string | undefined;
+  /** Waits for API state at least as new as `rv` to be realized; rejects on timeout. */
+  waitFor?: (rv: string, timeoutMs: number) => Promise<WaitResult>;
+  /** Extra per-endpoint facts (identity, enforcement, policies, revision) by endpoint id. */
+  endpointDetails?: (endpointId: number) => Record<string, unknown> | undefined;
+  metrics: Metrics;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** HTTP status for a CNI error: client mistakes 4xx, retryable 503, the rest 500. */
+function cniHttpStatus(e: CniErrorBody): number {
+  if ([1, 2, 4, 6, 7].includes(e.code)) return 400;
+  if (e.code === 3) return 404;
+  if (e.code === 11 || e.code === 50 || e.code === 51) return 503;
+  if (e.code === 102) return 409;
+  if (e.code === 104) return 409;
+  return 500;
+}
+
+export function buildApi(deps: ApiDeps): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
+
+  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+    const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
+    const code = status === 400 ? 'PAL_BAD_REQUEST' : status === 404 ? 'PAL_NOT_FOUND' : 'PAL_INTERNAL';
+    void reply.code(status).send(apiError(code, err.message));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(apiError('PAL_NOT_FOUND', `no route ${req.method} ${req.url}`));
+  });
+
+  app.post('/v1/cni', async (req, reply) => {
+    const started = performance.now();
+    const answer = await handleCni(req.body, deps);
+    const cmd = String((req.body as { command?: unknown } | undefined)?.command ?? 'unknown');
+    const ms = performance.now() - started;
+    deps.metrics.cni(cmd, answer.error ? 'error' : 'ok', ms);
+    const shimMs = Number(req.headers['x-palisade-shim-ms']);
+    if (Number.isFinite(shimMs)) deps.metrics.shimStartup(shimMs);
+    if (answer.error) {
+      deps.log?.('warn', 'cni request failed', { command: cmd, ...answer.error, ms: Math.round(ms) });
+      return reply.code(cniHttpStatus(answer.error)).send(answer);
+    }
+    return reply.code(200).send(answer);
+  });
+
+  app.get('/v1/status', async () => ({
+    node: deps.node,
+    mode: deps.mode,
+    ready: deps.notReadyReason() === undefined,
+    revision: deps.revision(),
+    resourceVersion: deps.resourceVersion() ?? null,
+    endpoints: deps.manager.list().length,
+  }));
+
+  app.get('/v1/wait', async (req, reply) => {
+    const q = req.query as { resourceVersion?: string; timeoutMs?: string };
+    if (!q.resourceVersion || !/^\d+$/.test(q.resourceVersion)) {
+      return reply.code(400).send(apiError('PAL_BAD_REQUEST', 'resourceVersion must be an integer'));
+    }
+    const timeoutMs = q.timeoutMs === undefined ? 30_000 : Number(q.timeoutMs);
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 600_000) {
+      return reply.code(400).send(apiError('PAL_BAD_REQUEST', 'timeoutMs must be an integer in 0..600000'));
+    }
+    if (!deps.waitFor) {
+      return reply.code(PAL_API_ERRORS.PAL_WAIT_UNSUPPORTED).send(apiError('PAL_WAIT_UNSUPPORTED',
+        `${deps.mode} mode has no Kubernetes API state to wait for`));
+    }
+    try {
+      return await deps.waitFor(q.resourceVersion, timeoutMs);
+    } catch (err) {
+      const code = (err as { code?: string }).code === 'PAL_WAIT_TIMEOUT' || /timeout|timed out/i.test(String((err as Error).message))
+        ? 'PAL_WAIT_TIMEOUT' : 'PAL_INTERNAL';
+      return reply.code(PAL_API_ERRORS[code]).send(apiError(code, (err as Error).message));
+    }
+  });
+
+  app.get('/v1/endpoints', async () => deps.manager.list().map((r) => ({
+    endpointId: r.endpointId,
+    containerId: r.containerId,
+    ifName: r.ifName,
+    network: r.network,
+    pod: r.podName ? `${r.podNamespace}/${r.podName}` : '',
+    podUid: r.podUid,
+    ipv4: r.ipv4,
+    hostIfName: r.hostIfName,
+    ifindex: r.ifindex,
+    netns: r.netns,
+    createdAt: r.createdAt,
+    ...(deps.endpointDetails?.(r.endpointId) ?? {}),
+  })));
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_req, reply) => {
+    const reason = deps.notReadyReason();
+    if (reason) return reply.code(503).send(apiError('PAL_NOT_READY', reason));
+    return { ready: true };
+  });
+  app.get('/metrics', async (_req, reply) => {
+    return reply.type('text/plain; version=0.0.4').send(deps.metrics.render({
+      endpoints: deps.manager.list().length,
+    }));
+  });
+  return app;
+}
+
+/** True when something answers on the socket path (another agent is running). */
+function socketAlive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Listens on the unix socket, replacing a stale socket file a crashed agent left
+ * behind; refuses to start when another agent answers there.
+ */
+export async function listenOnSocket(app: FastifyInstance, path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  if (await socketAlive(path)) throw new Error(`api socket ${path}: another agent is listening`);
+  await rm(path, { force: true });
+  await app.listen({ path });
+  await chmod(path, 0o660);
+}

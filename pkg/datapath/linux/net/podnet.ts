@@ -1,0 +1,189 @@
+/**
+ * LinuxPodNetwork: the veth-per-pod layout of pkg/endpoint/podnet.ts with iproute2.
+ * ADD costs two child processes: one `ip -batch` in the agent's namespace (create the
+ * pair with the pod end already in the pod's namespace, bring the host end up, route and
+ * neighbour to the pod) and one in the pod's namespace (address, routes, neighbour).
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import {
+  PodNetworkError, type PodLinkInfo, type PodLinkSpec, type PodNetwork,
+} from '../../../endpoint/podnet.ts';
+import { ipBatch, isNoDevice, parseJsonLines } from './ip.ts';
+
+interface IpLink {
+  ifindex: number;
+  ifname: string;
+  mtu?: number;
+  address?: string;
+  flags?: string[];
+  addr_info?: { family: string; local: string; prefixlen: number }[];
+}
+interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+}
+interface IpNeigh {
+  dst: string;
+  dev?: string;
+  lladdr?: string;
+  state?: string[];
+}
+
+export class LinuxPodNetwork implements PodNetwork {
+  async setup(s: PodLinkSpec): Promise<PodLinkInfo> {
+    let info = await this.setupHost(s);
+    if (info === 'exists') {
+      // A host veth of this attachment survived a crash between create and record:
+      // it is ours (the name is derived from the attachment), so replace it.
+      await this.teardown(s.hostIfName);
+      info = await this.setupHost(s);
+      if (info === 'exists') throw new PodNetworkError(`creating veth ${s.hostIfName}: name still in use`);
+    }
+    const pod = await ipBatch([
+      'link set lo up',
+      `link set ${s.podIfName} up`,
+      `addr add ${s.ipv4}/32 dev ${s.podIfName}`,
+      // The gateway is on-link through the veth; the permanent neighbour answers for it,
+      // so the pod never ARPs (and the host needs no proxy_arp or address of its own).
+      `route add ${s.gateway} dev ${s.podIfName} scope link`,
+      `route add default via ${s.gateway} dev ${s.podIfName}`,
+      `neigh replace ${s.gateway} lladdr ${s.hostMac} dev ${s.podIfName} nud permanent`,
+    ], { netns: s.netns });
+    if (pod.code !== 0) {
+      await this.teardown(s.hostIfName).catch(() => undefined);
+      throw new PodNetworkError(`configuring ${s.podIfName} in ${s.netns}: ${pod.stderr}`);
+    }
+    return info;
+  }
+
+  private async setupHost(s: PodLinkSpec): Promise<PodLinkInfo | 'exists'> {
+    const host = await ipBatch([
+      `link add ${s.hostIfName} address ${s.hostMac} mtu ${s.mtu} type veth `
+        + `peer name ${s.podIfName} address ${s.podMac} mtu ${s.mtu} netns ${s.netns}`,
+      `link set ${s.hostIfName} up`,
+      `route replace ${s.ipv4}/32 dev ${s.hostIfName} scope link`,
+      `neigh replace ${s.ipv4} lladdr ${s.podMac} dev ${s.hostIfName} nud permanent`,
+      `link show dev ${s.hostIfName}`,
+    ], { json: true });
+    if (host.code !== 0) {
+      if (/File exists/.test(host.stderr) && /:1$/m.test(host.stderr.split('\n').pop() ?? '')) {
+        return 'exists';
+      }
+      // The first command may have succeeded before a later one failed.
+      await this.teardown(s.hostIfName).catch(() => undefined);
+      throw new PodNetworkError(`creating veth ${s.hostIfName} into ${s.netns}: ${host.stderr}`);
+    }
+    const link = parseJsonLines(host.stdout)[0]?.[0] as IpLink | undefined;
+    if (!link?.ifindex) {
+      await this.teardown(s.hostIfName).catch(() => undefined);
+      throw new PodNetworkError(`reading ifindex of ${s.hostIfName}: no output`);
+    }
+    await this.setRpFilter(s.hostIfName);
+    return { hostIfindex: link.ifindex };
+  }
+
+  /**
+   * Strict reverse-path filtering on the host veth: a pod may only send from the
+   * address routed to it (anti-spoofing). The kernel uses max(all, dev), so this never
+   * loosens a stricter node setting. /proc/sys/net follows the caller's namespace.
+   */
+  private async setRpFilter(hostIfName: string): Promise<void> {
+    const file = `/proc/sys/net/ipv4/conf/${hostIfName}/rp_filter`;
+    try {
+      if ((await readFile(file, 'utf8')).trim() !== '1') await writeFile(file, '1');
+    } catch {
+      // Best effort: the /32 route back to the veth already makes strict mode hold.
+    }
+  }
+
+  async teardown(hostIfName: string): Promise<void> {
+    const r = await ipBatch([`link del dev ${hostIfName}`]);
+    if (r.code !== 0 && !isNoDevice(r.stderr)) {
+      throw new PodNetworkError(`deleting veth ${hostIfName}: ${r.stderr}`);
+    }
+  }
+
+  async hostLink(hostIfName: string): Promise<{ ifindex: number } | undefined> {
+    const r = await ipBatch([`link show dev ${hostIfName}`], { json: true });
+    if (r.code !== 0) {
+      if (isNoDevice(r.stderr)) return undefined;
+      throw new PodNetworkError(`reading veth ${hostIfName}: ${r.stderr}`);
+    }
+    const link = parseJsonLines(r.stdout)[0]?.[0] as IpLink | undefined;
+    return link ? { ifindex: link.ifindex } : undefined;
+  }
+
+  async check(s: PodLinkSpec): Promise<string[]> {
+    const problems: string[] = [];
+    const [host, pod] = await Promise.all([
+      ipBatch([`link show dev ${s.hostIfName}`, `route show ${s.ipv4}/32`], { json: true, force: true }),
+      ipBatch([`link show dev ${s.podIfName}`, `addr show dev ${s.podIfName}`, 'route show',
+        `neigh show ${s.gateway} dev ${s.podIfName}`], { json: true, force: true, netns: s.netns }),
+    ]);
+    const hostOut = parseJsonLines(host.stdout);
+    const hostLinkJ = hostOut[0]?.[0] as IpLink | undefined;
+    if (!hostLinkJ || hostLinkJ.ifname !== s.hostIfName) {
+      problems.push(`host veth ${s.hostIfName} is missing`);
+    } else {
+      if (!hostLinkJ.flags?.includes('UP')) problems.push(`host veth ${s.hostIfName} is down`);
+      const routes = (hostOut[1] ?? []) as IpRoute[];
+      if (!routes.some((r) => r.dev === s.hostIfName)) {
+        problems.push(`host route ${s.ipv4}/32 dev ${s.hostIfName} is missing`);
+      }
+    }
+    if (/Cannot open network namespace|No such file/.test(pod.stderr) && pod.stdout.trim() === '') {
+      problems.push(`network namespace ${s.netns} is gone`);
+      return problems;
+    }
+    const podOut = parseJsonLines(pod.stdout);
+    const podLinkJ = podOut[0]?.[0] as IpLink | undefined;
+    if (!podLinkJ || podLinkJ.ifname !== s.podIfName) {
+      problems.push(`interface ${s.podIfName} is missing in ${s.netns}`);
+      return problems;
+    }
+    if (!podLinkJ.flags?.includes('UP')) problems.push(`interface ${s.podIfName} is down`);
+    if (podLinkJ.address && podLinkJ.address !== s.podMac) {
+      problems.push(`interface ${s.podIfName} has MAC ${podLinkJ.address}, expected ${s.podMac}`);
+    }
+    const addrs = ((podOut[1]?.[0] as IpLink | undefined)?.addr_info ?? [])
+      .filter((a) => a.family === 'inet');
+    if (!addrs.some((a) => a.local === s.ipv4 && a.prefixlen === 32)) {
+      problems.push(`address ${s.ipv4}/32 is missing on ${s.podIfName}`);
+    }
+    const routes = (podOut[2] ?? []) as IpRoute[];
+    if (!routes.some((r) => r.dst === s.gateway && r.dev === s.podIfName)) {
+      problems.push(`route to gateway ${s.gateway} is missing`);
+    }
+    if (!routes.some((r) => r.dst === 'default' && r.gateway === s.gateway && r.dev === s.podIfName)) {
+      problems.push(`default route via ${s.gateway} is missing`);
+    }
+    const neigh = (podOut[3] ?? []) as IpNeigh[];
+    if (!neigh.some((n) => n.lladdr === s.hostMac && n.state?.includes('PERMANENT'))) {
+      problems.push(`permanent neighbour ${s.gateway} -> ${s.hostMac} is missing`);
+    }
+    return problems;
+  }
+
+  async listHostLinks(prefix: string): Promise<string[]> {
+    const r = await ipBatch(['link show type veth'], { json: true });
+    if (r.code !== 0) throw new PodNetworkError(`listing veths: ${r.stderr}`);
+    return ((parseJsonLines(r.stdout)[0] ?? []) as IpLink[])
+      .map((l) => l.ifname).filter((n) => n.startsWith(prefix));
+  }
+}
+
+/** The MTU of the device carrying the default route, or undefined when there is none. */
+export async function defaultRouteMtu(): Promise<number | undefined> {
+  const r = await ipBatch(['route show default'], { json: true });
+  const dev = ((parseJsonLines(r.stdout)[0] ?? []) as IpRoute[])[0]?.dev;
+  if (!dev) return undefined;
+  const l = await ipBatch([`link show dev ${dev}`], { json: true });
+  return ((parseJsonLines(l.stdout)[0] ?? []) as IpLink[])[0]?.mtu;
+}
+
+/** Turns on IPv4 forwarding in the caller's network namespace (pods route through it). */
+export async function enableIpv4Forwarding(): Promise<void> {
+  const file = '/proc/sys/net/ipv4/ip_forward';
+  if ((await readFile(file, 'utf8')).trim() !== '1') await writeFile(file, '1');
+}
