@@ -38,22 +38,27 @@ app.kubernetes.io/component: agent
 {{- end -}}
 {{- end -}}
 
-{{/* The agent's options file (the palisade-config ConfigMap). docs/install.md lists the keys. */}}
+{{/*
+The agent's options file (the palisade-config ConfigMap), read with --config. Keys are the
+agent's long command-line flag names; flags given on the command line win. Options left
+at their "automatic" value (mtu 0, podCIDRSource node) are omitted so the agent decides.
+*/}}
 {{- define "palisade.agentConfig" -}}
 {{- $c := dict
-  "podCIDRSource" .Values.podCIDRSource
-  "staticPodCIDR" .Values.staticPodCIDR
-  "mtu" .Values.mtu
-  "logLevel" .Values.logLevel
-  "healthPort" .Values.healthPort
-  "healthBindAddress" .Values.healthBindAddress
-  "bpffsRoot" .Values.bpffsRoot
-  "cniConfDir" .Values.cniConfDir
-  "cniConfName" "10-palisade.conflist"
-  "cniBinDir" .Values.cniBinDir
-  "removeCniConfOnShutdown" .Values.removeCniConfOnShutdown
-  "apiSocket" "/var/run/palisade/cni.sock"
-  "stateDir" "/var/lib/palisade"
+  "state-dir" "/var/lib/palisade"
+  "api-socket" "/var/run/palisade/cni.sock"
+  "bpffs-root" .Values.bpffsRoot
+  "cni-conf-dir" .Values.cniConfDir
+  "remove-cni-conf-on-shutdown" .Values.removeCniConfOnShutdown
+  "log-level" .Values.logLevel
+  "health-port" .Values.healthPort
+  "health-bind-address" .Values.healthBindAddress
 -}}
+{{- if ne (int .Values.mtu) 0 -}}
+{{- $_ := set $c "mtu" .Values.mtu -}}
+{{- end -}}
+{{- if eq .Values.podCIDRSource "static" -}}
+{{- $_ := set $c "pod-cidr" .Values.staticPodCIDR -}}
+{{- end -}}
 {{- toPrettyJson $c -}}
 {{- end -}}

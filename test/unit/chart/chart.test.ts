@@ -150,18 +150,18 @@ describe.skipIf(!helm)('helm chart charts/palisade', () => {
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'palisade-agent', namespace: 'kube-system' }]);
   });
 
-  it('puts the agent options in the ConfigMap and restarts agents when they change', () => {
+  it('puts the agent options in the ConfigMap, keyed by flag name, and restarts agents when they change', () => {
     const cfg = JSON.parse(find(objs, 'ConfigMap', 'palisade-config').data['agent.json']);
     expect(cfg).toEqual({
-      apiSocket: '/var/run/palisade/cni.sock', bpffsRoot: '/sys/fs/bpf', cniBinDir: '/opt/cni/bin',
-      cniConfDir: '/etc/cni/net.d', cniConfName: '10-palisade.conflist', healthBindAddress: '127.0.0.1',
-      healthPort: 9876, logLevel: 'info', mtu: 0, podCIDRSource: 'node', removeCniConfOnShutdown: true,
-      stateDir: '/var/lib/palisade', staticPodCIDR: '',
+      'api-socket': '/var/run/palisade/cni.sock', 'bpffs-root': '/sys/fs/bpf', 'cni-conf-dir': '/etc/cni/net.d',
+      'health-bind-address': '127.0.0.1', 'health-port': 9876, 'log-level': 'info',
+      'remove-cni-conf-on-shutdown': true, 'state-dir': '/var/lib/palisade',
     });
-    expect(agent.args).toEqual(['--config', '/etc/palisade/agent.json']);
-    const changed = render(['mtu=1450', 'logLevel=debug']);
+    // Kubernetes expands $(NODE_NAME) in args from the container's env.
+    expect(agent.args).toEqual(['--config', '/etc/palisade/agent.json', '--node-name', '$(NODE_NAME)']);
+    const changed = render(['mtu=1450', 'logLevel=warn', 'podCIDRSource=static', 'staticPodCIDR=10.9.0.0/24']);
     const cfg2 = JSON.parse(find(changed, 'ConfigMap').data['agent.json']);
-    expect([cfg2.mtu, cfg2.logLevel]).toEqual([1450, 'debug']);
+    expect([cfg2.mtu, cfg2['log-level'], cfg2['pod-cidr']]).toEqual([1450, 'warn', '10.9.0.0/24']);
     const sum = (o: K8sObject[]) => find(o, 'DaemonSet').spec.template.metadata.annotations['checksum/config'];
     expect(sum(changed)).not.toBe(sum(objs));
   });
@@ -174,13 +174,14 @@ describe.skipIf(!helm)('helm chart charts/palisade', () => {
     expect(p.initContainers[0].command.join(' ')).toContain('mount -t bpf bpf /run/palisade-bpf');
     expect(p.containers[0].readinessProbe.httpGet.port).toBe(9999);
     const cfg = JSON.parse(find(o, 'ConfigMap').data['agent.json']);
-    expect([cfg.bpffsRoot, cfg.cniBinDir, cfg.cniConfDir, cfg.healthPort]).toEqual(['/run/palisade-bpf', '/home/kubernetes/bin', '/etc/cni/conf.d', 9999]);
+    expect([cfg['bpffs-root'], cfg['cni-conf-dir'], cfg['health-port']]).toEqual(['/run/palisade-bpf', '/etc/cni/conf.d', 9999]);
   });
 
   const bad: [string, string][] = [
     ['mtu=abc', '/mtu'],
     ['mtu=100', '/mtu'],
     ['logLevel=loud', '/logLevel'],
+    ['logLevel=debug', '/logLevel'],
     ['healthPort=70000', '/healthPort'],
     ['bpffsRoot=sys/fs/bpf', '/bpffsRoot'],
     ['image.pullPolicy=Sometimes', '/image/pullPolicy'],
