@@ -21,7 +21,12 @@ build: build-bpf build-ts build-bin
 build-ts:
 	tsc -p tsconfig.json
 
-build-bpf: $(BPF_OBJS)
+build-bpf: $(BPF_OBJS) bin/palisade-bpf
+
+# Native helper for what Node cannot do: load with shared pinned maps, tcx links, test runs.
+bin/palisade-bpf: bpf/tools/palisade-bpf.c
+	@mkdir -p bin
+	$(CC) -O2 -Wall -Werror -o $@ $< -lbpf
 
 bpf/out/%.o: bpf/%.c $(wildcard bpf/lib/*.h)
 	@mkdir -p bpf/out

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The per-packet verdict of docs/datapath.md, shared by both attach points. The only
+ * per-program input is the direction; the endpoint is found by the interface the
+ * program runs on, so one loaded program serves every pod.
+ */
+#ifndef PALISADE_VERDICT_H
+#define PALISADE_VERDICT_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "maps.h"
+#include "drop.h"
+#include "parse.h"
+#include "conntrack.h"
+#include "policy.h"
+#include "events.h"
+
+static __always_inline int drop(__u32 ep, __u8 dir, const struct packet *p, __u32 peer,
+				int reason, __u64 now)
+{
+	count(dir, reason);
+	emit(ep, dir, p, peer, 0, VERDICT_DROPPED, reason, now);
+	return TC_ACT_SHOT;
+}
+
+/* Lets a later fragment of this datagram follow the verdict of its first fragment. */
+static __always_inline void frag_remember(__u32 ep, __u8 dir, const struct packet *p,
+					  __u32 ruleId)
+{
+	struct frag_key k = {};
+	struct frag_value v = {};
+
+	if (p->frag != FRAG_FIRST)
+		return;
+	k.endpointId = ep;
+	k.saddr = p->t.saddr;
+	k.daddr = p->t.daddr;
+	k.id = p->ipId;
+	k.direction = dir;
+	k.protocol = p->t.protocol;
+	v.sport = p->t.sport;
+	v.dport = p->t.dport;
+	v.ruleId = ruleId;
+	bpf_map_update_elem(&pal_fragments, &k, &v, BPF_ANY);
+}
+
+static __always_inline struct frag_value *frag_find(__u32 ep, __u8 dir, const struct packet *p)
+{
+	struct frag_key k = {};
+
+	k.endpointId = ep;
+	k.saddr = p->t.saddr;
+	k.daddr = p->t.daddr;
+	k.id = p->ipId;
+	k.direction = dir;
+	k.protocol = p->t.protocol;
+	return bpf_map_lookup_elem(&pal_fragments, &k);
+}
+
+/* An allowed forward packet: track the flow, report it when new, count it. */
+static __always_inline int allow_forward(__u32 ep, __u8 dir, const struct packet *p,
+					 __u32 peer, __u32 ruleId, __u64 now)
+{
+	if (ct_track(ep, dir, p, ruleId, now))
+		emit(ep, dir, p, peer, ruleId, VERDICT_ALLOWED, 0, now);
+	frag_remember(ep, dir, p, ruleId);
+	count(dir, 0);
+	return TC_ACT_OK;
+}
+
+static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
+{
+	struct endpoint_key ek = { .ifindex = skb->ifindex };
+	struct endpoint_value *ep;
+	struct policy_value *pv;
+	struct frag_value *fv;
+	struct packet p = {};
+	__u32 epId, peer;
+	__be32 remote;
+	__u8 enforced;
+	__u64 now;
+	int rc;
+
+	rc = parse_packet(skb, &p);
+	/* ARP resolves the pod's gateway and the host's view of the pod: never policy. */
+	if (rc == PARSE_ARP)
+		return TC_ACT_OK;
+
+	now = bpf_ktime_get_ns();
+	ep = bpf_map_lookup_elem(&pal_endpoints, &ek);
+	if (!ep)
+		return drop(0, dir, &p, 0, DROP_NO_ENDPOINT, now);
+	epId = ep->endpointId;
+	enforced = dir == DIR_INGRESS ? ep->ingressEnforced : ep->egressEnforced;
+
+	if (rc < 0)
+		return drop(epId, dir, &p, 0, rc, now);
+	if (rc == PARSE_OTHER_L3) {
+		/* Palisade enforces IPv4 only: anything else may pass only where no policy
+		 * applies (fail closed, NETPOL 27). */
+		if (enforced)
+			return drop(epId, dir, &p, 0, DROP_UNSUPPORTED_L3, now);
+		count(dir, 0);
+		return TC_ACT_OK;
+	}
+
+	remote = dir == DIR_INGRESS ? p.t.saddr : p.t.daddr;
+
+	if (p.frag == FRAG_LATER) {
+		/* No L4 header: follow the first fragment's verdict, recorded when it
+		 * passed. Never seen (reordered, or dropped) -> drop. */
+		fv = frag_find(epId, dir, &p);
+		if (!fv)
+			return drop(epId, dir, &p, 0, DROP_FRAGMENT, now);
+		count(dir, 0);
+		return TC_ACT_OK;
+	}
+
+	/* Step 2: replies of a tracked flow (NETPOL 21). */
+	if (ct_is_reply(epId, dir, &p, now)) {
+		frag_remember(epId, dir, &p, 0);
+		count(dir, 0);
+		return TC_ACT_OK;
+	}
+
+	peer = ipcache_identity(remote);
+
+	/* Step 3: the node to its pods (NETPOL 22). */
+	if (dir == DIR_INGRESS && peer == IDENTITY_HOST)
+		return allow_forward(epId, dir, &p, peer, 0, now);
+	/* Step 4: direction not isolated. */
+	if (!enforced)
+		return allow_forward(epId, dir, &p, peer, 0, now);
+	/* Steps 5-7. */
+	pv = policy_decide(epId, dir, peer, remote, &p);
+	if (!pv)
+		return drop(epId, dir, &p, peer, DROP_POLICY_DENIED, now);
+	return allow_forward(epId, dir, &p, peer, pv->ruleId, now);
+}
+
+#endif

@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * palisade-bpf: the few kernel operations the agent cannot do from Node.
+ *
+ *   palisade-bpf load OBJ PROG_PIN MAPS_DIR
+ *       Loads the one program of OBJ, reusing the maps pinned in MAPS_DIR (pinning the
+ *       ones that are missing), and pins the program at PROG_PIN (atomically replacing
+ *       a previous pin). Prints the program id.
+ *   palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN
+ *       Attaches PROG_PIN to the interface with a tcx link pinned at LINK_PIN.
+ *       Idempotent: an existing live link for the same interface and hook is kept (and
+ *       switched atomically to PROG_PIN if it runs another program). Exit status 3 when
+ *       the kernel has no tcx, so the caller can fall back to clsact.
+ *   palisade-bpf detach LINK_PIN
+ *       Detaches and unpins the link; succeeds when it is already gone.
+ *   palisade-bpf ifname IFINDEX
+ *       Prints the interface name (for tc, which wants names).
+ *   palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT
+ *       BPF_PROG_TEST_RUN with the frame in DATA_FILE and skb->ifindex = IFINDEX;
+ *       prints "RETVAL DURATION_NS" (the kernel's average per run).
+ *
+ * Why native code: tcx needs BPF_LINK_CREATE with BPF_TCX_{INGRESS,EGRESS}, which
+ * neither bpftool 7.1 nor iproute2 6.1 knows, and loading through libbpf lets both
+ * programs share pinned maps (pin_root_path + LIBBPF_PIN_BY_NAME) in one step.
+ * Errors go to stderr as one line: "palisade-bpf: <step>: <cause>".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/bpf.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+/* Not in the uapi headers of the build machine (Linux 6.6 added them). */
+#define PAL_BPF_TCX_INGRESS 46
+#define PAL_BPF_TCX_EGRESS  47
+#define PAL_BPF_LINK_TYPE_TCX 11
+
+#define EXIT_NO_TCX 3
+
+static int fail(const char *step, int err)
+{
+	fprintf(stderr, "palisade-bpf: %s: %s\n", step, strerror(err < 0 ? -err : err));
+	return 1;
+}
+
+static int silent_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	/* libbpf's own log (verifier output included) only on warnings, to stderr. */
+	if (level == LIBBPF_WARN)
+		return vfprintf(stderr, fmt, args);
+	return 0;
+}
+
+static int cmd_load(const char *obj_path, const char *prog_pin, const char *maps_dir)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = maps_dir);
+	struct bpf_object *obj;
+	struct bpf_program *prog;
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	char tmp[4096];
+	int err, fd;
+
+	obj = bpf_object__open_file(obj_path, &opts);
+	if (!obj)
+		return fail("opening object", errno);
+	err = bpf_object__load(obj);
+	if (err) {
+		bpf_object__close(obj);
+		return fail("loading object", err);
+	}
+	prog = bpf_object__next_program(obj, NULL);
+	if (!prog || bpf_object__next_program(obj, prog)) {
+		bpf_object__close(obj);
+		fprintf(stderr, "palisade-bpf: loading object: expected exactly one program\n");
+		return 1;
+	}
+	fd = bpf_program__fd(prog);
+	/* Pin beside the target, then rename over it: a reader never sees no pin. */
+	/* bpffs refuses names containing a dot. */
+	snprintf(tmp, sizeof(tmp), "%s_new", prog_pin);
+	unlink(tmp);
+	err = bpf_obj_pin(fd, tmp);
+	if (!err && rename(tmp, prog_pin) < 0)
+		err = -errno;
+	if (err) {
+		unlink(tmp);
+		bpf_object__close(obj);
+		return fail("pinning program", err);
+	}
+	err = bpf_obj_get_info_by_fd(fd, &info, &len);
+	printf("%u\n", err ? 0 : info.id);
+	bpf_object__close(obj);
+	return 0;
+}
+
+/* The part of struct bpf_link_info a tcx link fills (layout of Linux >= 6.6). */
+struct tcx_link_info {
+	__u32 type;
+	__u32 id;
+	__u32 prog_id;
+	__u32 pad;
+	__u32 ifindex;
+	__u32 attach_type;
+	__u8 rest[64];
+};
+
+static int prog_id_of(int fd, __u32 *id)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	int err = bpf_obj_get_info_by_fd(fd, &info, &len);
+
+	if (!err)
+		*id = info.id;
+	return err;
+}
+
+/*
+ * An existing pin at link_pin: 0 = kept or updated (done), 1 = stale (removed, create a
+ * new one), <0 = error.
+ */
+static int reuse_link(const char *link_pin, int ifindex, __u32 attach_type, int prog_fd)
+{
+	struct tcx_link_info li = {};
+	__u32 len = sizeof(li), want;
+	int fd, err;
+
+	fd = bpf_obj_get(link_pin);
+	if (fd < 0)
+		return errno == ENOENT ? 1 : -errno;
+	err = bpf_obj_get_info_by_fd(fd, &li, &len);
+	if (err || li.type != PAL_BPF_LINK_TYPE_TCX || li.ifindex != (__u32)ifindex ||
+	    li.attach_type != attach_type) {
+		/* The interface is gone (ifindex 0: the link is defunct) or the pin is
+		 * not ours to keep. */
+		close(fd);
+		unlink(link_pin);
+		return 1;
+	}
+	err = prog_id_of(prog_fd, &want);
+	if (!err && li.prog_id != want)
+		err = bpf_link_update(fd, prog_fd, NULL);
+	close(fd);
+	return err ? -errno : 0;
+}
+
+static int cmd_attach(int ifindex, const char *hook, const char *prog_pin, const char *link_pin)
+{
+	struct {
+		__u32 prog_fd;
+		__u32 target_ifindex;
+		__u32 attach_type;
+		__u32 flags;
+		__u32 relative_fd;
+		__u32 pad;
+		__u64 expected_revision;
+	} attr;
+	__u32 attach_type;
+	int prog_fd, link_fd, rc;
+
+	if (!strcmp(hook, "ingress"))
+		attach_type = PAL_BPF_TCX_INGRESS;
+	else if (!strcmp(hook, "egress"))
+		attach_type = PAL_BPF_TCX_EGRESS;
+	else
+		return fail("parsing hook", EINVAL);
+
+	prog_fd = bpf_obj_get(prog_pin);
+	if (prog_fd < 0)
+		return fail("opening program pin", errno);
+
+	rc = reuse_link(link_pin, ifindex, attach_type, prog_fd);
+	if (rc <= 0) {
+		close(prog_fd);
+		return rc ? fail("updating link", rc) : 0;
+	}
+
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_fd = prog_fd;
+	attr.target_ifindex = ifindex;
+	attr.attach_type = attach_type;
+	link_fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	if (link_fd < 0) {
+		int err = errno;
+
+		close(prog_fd);
+		/* EINVAL: unknown attach type (kernel < 6.6); EOPNOTSUPP/ENOTSUPP (524): no
+		 * tcx in this build. The caller falls back to clsact. */
+		if (err == EINVAL || err == EOPNOTSUPP || err == 524) {
+			fprintf(stderr, "palisade-bpf: creating tcx link: %s\n", strerror(err));
+			return EXIT_NO_TCX;
+		}
+		return fail("creating tcx link", err);
+	}
+	if (bpf_obj_pin(link_fd, link_pin)) {
+		int err = errno;
+
+		/* Closing the only fd releases the link: nothing is left attached. */
+		close(link_fd);
+		close(prog_fd);
+		return fail("pinning link", err);
+	}
+	close(link_fd);
+	close(prog_fd);
+	return 0;
+}
+
+static int cmd_detach(const char *link_pin)
+{
+	int fd = bpf_obj_get(link_pin);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : fail("opening link pin", errno);
+	/* Detach even if some other process holds the link open; EINVAL/ENOLINK when
+	 * it is already defunct. */
+	bpf_link_detach(fd);
+	close(fd);
+	if (unlink(link_pin) < 0 && errno != ENOENT)
+		return fail("unpinning link", errno);
+	return 0;
+}
+
+static int cmd_ifname(int ifindex)
+{
+	char name[IF_NAMESIZE];
+
+	if (!if_indextoname(ifindex, name))
+		return fail("resolving ifindex", errno);
+	printf("%s\n", name);
+	return 0;
+}
+
+static int cmd_test_run(const char *prog_pin, const char *data_file, int ifindex, int repeat)
+{
+	unsigned char data[9216], out[9216 + 256];
+	struct __sk_buff ctx = {};
+	LIBBPF_OPTS(bpf_test_run_opts, opts);
+	ssize_t n;
+	int fd, prog_fd, err;
+
+	fd = open(data_file, O_RDONLY);
+	if (fd < 0)
+		return fail("opening data file", errno);
+	n = read(fd, data, sizeof(data));
+	close(fd);
+	if (n < 0)
+		return fail("reading data file", errno);
+	prog_fd = bpf_obj_get(prog_pin);
+	if (prog_fd < 0)
+		return fail("opening program pin", errno);
+	ctx.ifindex = ifindex;
+	opts.data_in = data;
+	opts.data_size_in = n;
+	opts.data_out = out;
+	opts.data_size_out = sizeof(out);
+	opts.ctx_in = &ctx;
+	opts.ctx_size_in = sizeof(ctx);
+	opts.repeat = repeat;
+	err = bpf_prog_test_run_opts(prog_fd, &opts);
+	close(prog_fd);
+	if (err)
+		return fail("running program", errno);
+	printf("%d %u\n", (int)opts.retval, opts.duration);
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: palisade-bpf load OBJ PROG_PIN MAPS_DIR\n"
+		"       palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN\n"
+		"       palisade-bpf detach LINK_PIN\n"
+		"       palisade-bpf ifname IFINDEX\n"
+		"       palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT\n");
+}
+
+int main(int argc, char **argv)
+{
+	libbpf_set_print(silent_print);
+	if (argc == 5 && !strcmp(argv[1], "load"))
+		return cmd_load(argv[2], argv[3], argv[4]);
+	if (argc == 6 && !strcmp(argv[1], "attach"))
+		return cmd_attach(atoi(argv[2]), argv[3], argv[4], argv[5]);
+	if (argc == 3 && !strcmp(argv[1], "detach"))
+		return cmd_detach(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "ifname"))
+		return cmd_ifname(atoi(argv[2]));
+	if (argc == 6 && !strcmp(argv[1], "test-run"))
+		return cmd_test_run(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
+	usage();
+	return 2;
+}
