@@ -61,14 +61,14 @@ export interface LabelIdentityAllocatorJSON {
 
 export class LabelIdentityAllocator {
   readonly #pool: IdentityPool;
-  readonly #labels = new Map<number, Readonly<Record<string, string>>>();
+  readonly #labels = new Map<number, { key: string; labels: Readonly<Record<string, string>> }>();
 
   constructor(pool?: IdentityPool) {
     this.#pool = pool ?? new IdentityPool(IDENTITY_FIRST_LABEL, IDENTITY_LAST_LABEL);
     if (this.#pool.first < IDENTITY_FIRST_LABEL || this.#pool.last > IDENTITY_LAST_LABEL) {
       throw new IdentityPoolError('PAL_IDENTITY_RANGE', 'label identity pool out of range');
     }
-    for (const [k, id] of this.#pool.entries()) this.#labels.set(id, labelsOfKey(k));
+    for (const [key, id] of this.#pool.entries()) this.#labels.set(id, { key, labels: labelsOfKey(key) });
   }
 
   /** Identity currently allocated to a label-set key (see `labelSetKey`). */
@@ -77,14 +77,15 @@ export class LabelIdentityAllocator {
   }
 
   labelsOf(id: number): Readonly<Record<string, string>> | undefined {
-    return this.#labels.get(id);
+    return this.#labels.get(id)?.labels;
   }
 
   /** Makes exactly these label-set keys allocated; see IdentityPool.sync. */
   sync(keys: Iterable<string>): ReadonlyMap<string, number> {
     const out = this.#pool.sync(keys);
-    this.#labels.clear();
-    for (const [k, id] of out) this.#labels.set(id, labelsOfKey(k));
+    // Only new numbers are parsed: a sync must stay cheap when nothing changed.
+    for (const [id, cur] of this.#labels) if (this.#pool.keyOf(id) !== cur.key) this.#labels.delete(id);
+    for (const [key, id] of out) if (!this.#labels.has(id)) this.#labels.set(id, { key, labels: labelsOfKey(key) });
     return out;
   }
 

@@ -63,6 +63,8 @@ interface Group {
   podLabels: Labels;
   nsLabels: Labels;
   members: PodInfo[];
+  /** Named-port resolutions over the members, by `protocol/name` (per compile). */
+  named?: Map<string, { uniform?: number; perPod: [number, number][] }>;
 }
 
 interface PodInfo {
@@ -71,6 +73,8 @@ interface PodInfo {
   pod: Pod | undefined;
   /** IPv4 addresses as integers. */
   ips: number[];
+  /** `ip/32` of each of `ips`. */
+  cidrs: string[];
   group: Group;
   /** Rank when two pods claim one IP: lower wins. */
   rank: number;
@@ -106,7 +110,7 @@ export class PolicyCompiler {
   readonly labelIdentities: LabelIdentityAllocator;
   readonly cidrIdentities: CidrIdentityAllocator;
   readonly #parsed = new WeakMap<NetworkPolicy, ParsedPolicy>();
-  readonly #podKeys = new WeakMap<Pod, { ns: Namespace | undefined; key: string }>();
+  readonly #podFacts = new WeakMap<Pod, PodFacts>();
 
   constructor(opts: PolicyCompilerOptions = {}) {
     const port = opts.l7ProxyPort ?? 0;
@@ -135,14 +139,33 @@ export class PolicyCompiler {
     return p;
   }
 
-  /** @internal Label-set key of a pod, cached per (pod, namespace) object pair. */
-  podKey(pod: Pod, namespace: string, ns: Namespace | undefined, nsLabels: Labels): string {
-    const hit = this.#podKeys.get(pod);
-    if (hit && hit.ns === ns) return hit.key;
-    const key = labelSetKey(identityLabels(namespace, pod.metadata.labels, nsLabels));
-    this.#podKeys.set(pod, { ns, key });
-    return key;
+  /**
+   * @internal What a compile needs of a pod that depends only on the Pod object and its
+   * Namespace object: cached per object pair, since informers hand out the same objects
+   * until they change, and recomputing 10k label-set keys would dominate a recompile.
+   */
+  podFacts(pod: Pod, namespace: string, ns: Namespace | undefined, nsLabels: Labels): PodFacts {
+    const hit = this.#podFacts.get(pod);
+    if (hit && hit.ns === ns) return hit;
+    const ips = podIpv4s(pod);
+    const facts: PodFacts = {
+      ns,
+      key: labelSetKey(identityLabels(namespace, pod.metadata.labels, nsLabels)),
+      ips,
+      cidrs: ips.map((ip) => `${formatIpv4(ip)}/32`),
+    };
+    this.#podFacts.set(pod, facts);
+    return facts;
   }
+}
+
+interface PodFacts {
+  ns: Namespace | undefined;
+  /** Label-set key. */
+  key: string;
+  ips: number[];
+  /** `ip/32` of each of `ips`. */
+  cidrs: string[];
 }
 
 function namespaceOfKey(key: string): string {
@@ -190,7 +213,6 @@ class Compilation {
   readonly pods: PodInfo[] = [];
   readonly selectMemo = new Map<string, Group[]>();
   readonly nsMemo = new Map<string, string[]>();
-  readonly namedMemo = new Map<string, { uniform?: number; perPod: [number, number][] }>();
   readonly overlayMemo = new Map<string, PendingOverlay['prefixes']>();
   podsByIp: { ip: number; info: PodInfo }[] | undefined;
 
@@ -296,9 +318,9 @@ class Compilation {
 
     state.ipcache = this.buildIpcache();
     state.endpoints.sort((a, b) => a.ifindex - b.ifindex);
-    state.policy.sort(byKey(entryKey.policy));
-    state.cidrs.sort(byKey(entryKey.cidrs));
-    l7.sort(byKey((e) => entryKey.policy(e as unknown as PolicyEntry)));
+    state.policy = sortByKey(state.policy, entryKey.policy);
+    state.cidrs = sortByKey(state.cidrs, entryKey.cidrs);
+    if (l7.length > 1) l7.splice(0, l7.length, ...sortByKey(l7, (e) => entryKey.policy(e as unknown as PolicyEntry)));
 
     const result: CompileResult = {
       revision: s.revision,
@@ -325,27 +347,28 @@ class Compilation {
     for (const [key, pod] of s.pods) {
       // NETPOL 23: hostNetwork pods are neither subjects nor peers; their IP is the node's.
       if (pod.spec?.hostNetwork) continue;
-      const namespace = pod.metadata.namespace ?? namespaceOfKey(key);
-      const eps = local.get(`${namespace}/${pod.metadata.name}`);
+      const eps = local.get(key);
       // Terminated pods have released their IP, which may already belong to another pod
       // (completed Job pods stay in the API with their old podIP). A local one that
       // still has an endpoint holds its address until the CNI DEL.
       const phase = pod.status?.phase;
       if ((phase === 'Succeeded' || phase === 'Failed') && !eps) continue;
+      const namespace = pod.metadata.namespace ?? namespaceOfKey(key);
       const nsLabels = this.labelsOfNamespace(namespace);
-      const gk = this.c.podKey(pod, namespace, s.namespaces.get(namespace), nsLabels);
-      const group = this.groupOf(gk, namespace, pod.metadata.labels ?? {}, nsLabels);
-      let ips = podIpv4s(pod);
+      const facts = this.c.podFacts(pod, namespace, s.namespaces.get(namespace), nsLabels);
+      const group = this.groupOf(facts.key, namespace, pod.metadata.labels ?? {}, nsLabels);
+      let ips = facts.ips;
+      let cidrs = facts.cidrs;
       if (eps) {
         // The endpoint's address is authoritative for local pods (status may lag).
-        const v4 = eps.map((e) => parseIpv4(e.ipv4)).filter((n): n is number => n !== undefined);
-        ips = [...new Set(v4)];
+        ips = [...new Set(eps.map((e) => parseIpv4(e.ipv4)).filter((n): n is number => n !== undefined))];
+        cidrs = ips.map((ip) => `${formatIpv4(ip)}/32`);
       }
       const rank = eps ? 0 : pod.metadata.deletionTimestamp ? 3 : phase === 'Running' ? 1 : 2;
-      const info: PodInfo = { key: `${namespace}/${pod.metadata.name}`, pod, ips, group, rank };
+      const info: PodInfo = { key, pod, ips, cidrs, group, rank };
       group.members.push(info);
       this.pods.push(info);
-      infos.set(info.key, info);
+      if (eps) infos.set(key, info);
     }
     const out: { ep: LocalEndpoint; info: PodInfo }[] = [];
     for (const ep of s.endpoints) {
@@ -356,7 +379,8 @@ class Compilation {
         const gk = labelSetKey(identityLabels(ep.podNamespace, {}, nsLabels));
         const group = this.groupOf(gk, ep.podNamespace, {}, nsLabels);
         const ip = parseIpv4(ep.ipv4);
-        info = { key: k, pod: undefined, ips: ip === undefined ? [] : [ip], group, rank: 0 };
+        const ips = ip === undefined ? [] : [ip];
+        info = { key: k, pod: undefined, ips, cidrs: ips.map((n) => `${formatIpv4(n)}/32`), group, rank: 0 };
         group.members.push(info);
         this.pods.push(info);
         infos.set(k, info);
@@ -425,8 +449,9 @@ class Compilation {
 
   /** Resolution of a named port over the pods of a group (NETPOL 17), memoized. */
   resolveGroup(g: Group, name: string, protoName: string): { uniform?: number; perPod: [number, number][] } {
-    const mk = `${g.key}\u0001${protoName}/${name}`;
-    let r = this.namedMemo.get(mk);
+    const mk = `${protoName}/${name}`;
+    if (!g.named) g.named = new Map();
+    let r = g.named.get(mk);
     if (r) return r;
     const perPod: [number, number][] = [];
     let uniform: number | undefined;
@@ -442,7 +467,7 @@ class Compilation {
       }
     }
     r = mixed || uniform === undefined ? { perPod } : { uniform, perPod: [] };
-    this.namedMemo.set(mk, r);
+    g.named.set(mk, r);
     return r;
   }
 
@@ -616,22 +641,21 @@ class Compilation {
 
   /** Pod IPs -> label identity; node addresses -> host / remote-node. */
   buildIpcache(): IpcacheEntry[] {
-    const byIp = new Map<number, { id: number; rank: number; key: string }>();
+    const byIp = new Map<number, PodInfo>();
     for (const info of this.pods) {
       for (const ip of info.ips) {
         const cur = byIp.get(ip);
         if (!cur || info.rank < cur.rank || (info.rank === cur.rank && info.key < cur.key)) {
-          byIp.set(ip, { id: info.group.id, rank: info.rank, key: info.key });
+          byIp.set(ip, info);
         }
       }
     }
-    // Node addresses win over any pod claiming them (rank -1).
+    // Node addresses win over any pod claiming them; this node's over other nodes'.
+    const nodes = new Map<number, number>();
     const node = (addr: string | undefined, id: number) => {
       const n = addr === undefined ? undefined : parseIpv4(addr);
-      if (n === undefined) return;
-      const cur = byIp.get(n);
-      if (cur && cur.rank === -1 && cur.id === IDENTITY_HOST) return;
-      byIp.set(n, { id, rank: -1, key: '' });
+      if (n === undefined || nodes.get(n) === IDENTITY_HOST) return;
+      nodes.set(n, id);
     };
     for (const [name, n] of this.s.nodes) {
       const id = name === this.s.nodeName ? IDENTITY_HOST : IDENTITY_REMOTE_NODE;
@@ -640,17 +664,29 @@ class Compilation {
       }
     }
     for (const a of this.c.hostAddresses) node(a, IDENTITY_HOST);
-    return [...byIp.entries()].sort((a, b) => a[0] - b[0])
-      .map(([ip, v]) => ({ cidr: `${formatIpv4(ip)}/32`, identity: v.id }));
+    const ips = [...byIp.keys()];
+    for (const ip of nodes.keys()) if (!byIp.has(ip)) ips.push(ip);
+    ips.sort(compareNum);
+    const out: IpcacheEntry[] = new Array(ips.length);
+    for (let i = 0; i < ips.length; i++) {
+      const ip = ips[i]!;
+      const nodeId = nodes.get(ip);
+      if (nodeId !== undefined) {
+        out[i] = { cidr: `${formatIpv4(ip)}/32`, identity: nodeId };
+      } else {
+        const info = byIp.get(ip)!;
+        out[i] = { cidr: info.cidrs[info.ips.indexOf(ip)]!, identity: info.group.id };
+      }
+    }
+    return out;
   }
 }
 
-function byKey<T>(key: (e: T) => string): (a: T, b: T) => number {
-  return (a, b) => {
-    const ka = key(a);
-    const kb = key(b);
-    return ka < kb ? -1 : ka > kb ? 1 : 0;
-  };
+/** Sorts by a string key computed once per element. */
+function sortByKey<T>(xs: T[], key: (e: T) => string): T[] {
+  const keyed = xs.map((e) => ({ k: key(e), e }));
+  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+  return keyed.map((x) => x.e);
 }
 
 export type { CidrEntry };
