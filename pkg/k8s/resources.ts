@@ -1,0 +1,250 @@
+/**
+ * The Kubernetes resources the agent watches, their store keys, and the "slim" form the
+ * store keeps: only the fields Palisade reads (pkg/policy/snapshot.ts), copied into plain
+ * JSON. Slimming keeps memory flat at 10k pods and lets the store drop updates that change
+ * nothing Palisade reads (pod status conditions, managedFields, ...), so they never wake
+ * the reconciler.
+ *
+ * Inputs may be raw watch JSON or client-node's deserialized models (timestamps as Date);
+ * both have the same field names, and the output is the same plain JSON either way.
+ */
+import type {
+  Namespace, NetworkPolicy, Node, ObjectMeta, Pod,
+} from '../policy/snapshot.ts';
+
+/** The store's resource kinds. Services and EndpointSlices come with the Services issue. */
+export type ResourceKind = 'pods' | 'namespaces' | 'nodes' | 'policies';
+
+export const resourceKinds: readonly ResourceKind[] = ['pods', 'namespaces', 'nodes', 'policies'];
+
+export interface ResourceTypes {
+  pods: Pod;
+  namespaces: Namespace;
+  nodes: Node;
+  policies: NetworkPolicy;
+}
+
+export type AnyResource = ResourceTypes[ResourceKind];
+
+type Json = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | undefined => {
+  if (typeof v === 'string') return v;
+  if (v instanceof Date) return v.toISOString();
+  return undefined;
+};
+
+function labelMap(v: unknown): Record<string, string> | undefined {
+  if (!isObj(v)) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(v)) if (typeof x === 'string') out[k] = x;
+  return out;
+}
+
+/** Thrown by `slim` for an object the store cannot key (no metadata.name). */
+export class ResourceError extends Error {
+  readonly code = 'PAL_K8S_OBJECT';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ResourceError';
+  }
+}
+
+function slimMeta(v: unknown, namespaced: boolean): ObjectMeta {
+  if (!isObj(v) || typeof v.name !== 'string' || v.name === '') {
+    throw new ResourceError('object without metadata.name');
+  }
+  if (namespaced && (typeof v.namespace !== 'string' || v.namespace === '')) {
+    throw new ResourceError(`object ${v.name} without metadata.namespace`);
+  }
+  const m: ObjectMeta = { name: v.name };
+  if (namespaced) m.namespace = v.namespace as string;
+  const uid = str(v.uid);
+  if (uid !== undefined) m.uid = uid;
+  const labels = labelMap(v.labels);
+  if (labels) m.labels = labels;
+  const rv = str(v.resourceVersion);
+  if (rv !== undefined) m.resourceVersion = rv;
+  if (typeof v.generation === 'number') m.generation = v.generation;
+  const del = str(v.deletionTimestamp);
+  if (del !== undefined) m.deletionTimestamp = del;
+  return m;
+}
+
+function slimPorts(v: unknown): Pod['spec']['containers'][number]['ports'] {
+  if (!Array.isArray(v)) return undefined;
+  return v.filter(isObj).map((p) => {
+    const out: { name?: string; containerPort: number; protocol?: string } = {
+      containerPort: typeof p.containerPort === 'number' ? p.containerPort : Number(p.containerPort),
+    };
+    if (typeof p.name === 'string') out.name = p.name;
+    if (typeof p.protocol === 'string') out.protocol = p.protocol;
+    return out;
+  });
+}
+
+function slimPod(o: Json): Pod {
+  const spec = isObj(o.spec) ? o.spec : {};
+  const pod: Pod = {
+    kind: 'Pod',
+    metadata: slimMeta(o.metadata, true),
+    spec: {
+      containers: (Array.isArray(spec.containers) ? spec.containers : []).filter(isObj).map((c) => {
+        const ports = slimPorts(c.ports);
+        return ports ? { name: String(c.name ?? ''), ports } : { name: String(c.name ?? '') };
+      }),
+    },
+  };
+  if (typeof spec.nodeName === 'string') pod.spec.nodeName = spec.nodeName;
+  if (spec.hostNetwork === true) pod.spec.hostNetwork = true;
+  if (isObj(o.status)) {
+    const s = o.status;
+    const status: NonNullable<Pod['status']> = {};
+    if (typeof s.phase === 'string') status.phase = s.phase;
+    if (typeof s.podIP === 'string') status.podIP = s.podIP;
+    if (Array.isArray(s.podIPs)) {
+      status.podIPs = s.podIPs.filter(isObj).filter((x) => typeof x.ip === 'string')
+        .map((x) => ({ ip: x.ip as string }));
+    }
+    if (typeof s.hostIP === 'string') status.hostIP = s.hostIP;
+    pod.status = status;
+  }
+  return pod;
+}
+
+function slimNamespace(o: Json): Namespace {
+  return { kind: 'Namespace', metadata: slimMeta(o.metadata, false) };
+}
+
+function slimNode(o: Json): Node {
+  const node: Node = { kind: 'Node', metadata: slimMeta(o.metadata, false) };
+  if (isObj(o.spec)) {
+    const spec: NonNullable<Node['spec']> = {};
+    if (typeof o.spec.podCIDR === 'string') spec.podCIDR = o.spec.podCIDR;
+    if (Array.isArray(o.spec.podCIDRs)) {
+      spec.podCIDRs = o.spec.podCIDRs.filter((c): c is string => typeof c === 'string');
+    }
+    node.spec = spec;
+  }
+  if (isObj(o.status) && Array.isArray(o.status.addresses)) {
+    node.status = {
+      addresses: o.status.addresses.filter(isObj)
+        .filter((a) => typeof a.type === 'string' && typeof a.address === 'string')
+        .map((a) => ({ type: a.type as string, address: a.address as string })),
+    };
+  }
+  return node;
+}
+
+/** Plain-JSON deep copy (drops undefined fields, turns Dates into strings). */
+function plain<T>(v: unknown): T {
+  return JSON.parse(JSON.stringify(v ?? {})) as T;
+}
+
+function slimPolicy(o: Json, kind: string, apiVersion: string): NetworkPolicy {
+  return {
+    apiVersion,
+    kind,
+    metadata: slimMeta(o.metadata, true),
+    spec: plain<NetworkPolicy['spec']>(o.spec),
+  };
+}
+
+/** The watched API resources: where they live and how the store keeps them. */
+export interface ResourceInfo {
+  /** Informer name for logs. */
+  name: string;
+  kind: ResourceKind;
+  apiVersion: string;
+  /** The object kind (list items carry none on the wire). */
+  objectKind: string;
+  /** Collection path for all namespaces, e.g. `/api/v1/pods`. */
+  path: string;
+  /** A CRD that may be absent: a 404 means "not installed", not an error. */
+  optional?: boolean;
+  slim(o: unknown): AnyResource;
+}
+
+function slimmer(fn: (o: Json) => AnyResource): (o: unknown) => AnyResource {
+  return (o) => {
+    if (!isObj(o)) throw new ResourceError('object is not a JSON object');
+    return fn(o);
+  };
+}
+
+export const RESOURCES = {
+  pods: {
+    name: 'pods', kind: 'pods', apiVersion: 'v1', objectKind: 'Pod', path: '/api/v1/pods',
+    slim: slimmer(slimPod),
+  },
+  namespaces: {
+    name: 'namespaces', kind: 'namespaces', apiVersion: 'v1', objectKind: 'Namespace',
+    path: '/api/v1/namespaces', slim: slimmer(slimNamespace),
+  },
+  nodes: {
+    name: 'nodes', kind: 'nodes', apiVersion: 'v1', objectKind: 'Node', path: '/api/v1/nodes',
+    slim: slimmer(slimNode),
+  },
+  networkPolicies: {
+    name: 'networkpolicies', kind: 'policies', apiVersion: 'networking.k8s.io/v1',
+    objectKind: 'NetworkPolicy', path: '/apis/networking.k8s.io/v1/networkpolicies',
+    slim: slimmer((o) => slimPolicy(o, 'NetworkPolicy', 'networking.k8s.io/v1')),
+  },
+  palisadeNetworkPolicies: {
+    name: 'palisadenetworkpolicies', kind: 'policies', apiVersion: 'palisade.dev/v1alpha1',
+    objectKind: 'PalisadeNetworkPolicy',
+    path: '/apis/palisade.dev/v1alpha1/palisadenetworkpolicies', optional: true,
+    slim: slimmer((o) => slimPolicy(o, 'PalisadeNetworkPolicy', 'palisade.dev/v1alpha1')),
+  },
+} as const satisfies Record<string, ResourceInfo>;
+
+/**
+ * The store key of an object: `namespace/name` for pods, `name` for namespaces and nodes,
+ * `kind:namespace/name` for policies (as in ClusterSnapshot).
+ */
+export function keyOf(kind: ResourceKind, o: AnyResource): string {
+  const m = o.metadata;
+  switch (kind) {
+    case 'pods': return `${m.namespace}/${m.name}`;
+    case 'namespaces':
+    case 'nodes': return m.name;
+    case 'policies': return `${o.kind ?? 'NetworkPolicy'}:${m.namespace}/${m.name}`;
+  }
+}
+
+/**
+ * Equality of two slim objects ignoring metadata.resourceVersion: an update that changes
+ * nothing Palisade reads is not a change.
+ */
+export function sameContent(a: AnyResource, b: AnyResource): boolean {
+  const ra = a.metadata.resourceVersion;
+  const rb = b.metadata.resourceVersion;
+  return deepEqual({ ...a, metadata: { ...a.metadata, resourceVersion: undefined } },
+    { ...b, metadata: { ...b.metadata, resourceVersion: undefined } }) || (ra !== undefined && ra === rb);
+}
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    return a.length === bb.length && a.every((x, i) => deepEqual(x, bb[i]));
+  }
+  const ao = a as Json;
+  const bo = b as Json;
+  const ka = Object.keys(ao).filter((k) => ao[k] !== undefined);
+  const kb = Object.keys(bo).filter((k) => bo[k] !== undefined);
+  return ka.length === kb.length && ka.every((k) => deepEqual(ao[k], bo[k]));
+}
+
+/**
+ * Parses a resourceVersion as an integer. Kubernetes calls RVs opaque, but etcd-backed
+ * servers (and the lab's server) issue increasing integers and the agent API compares
+ * them that way (docs/agent-api.md). Returns undefined for anything else.
+ */
+export function parseResourceVersion(rv: unknown): bigint | undefined {
+  if (typeof rv !== 'string' || !/^\d{1,30}$/.test(rv)) return undefined;
+  return BigInt(rv);
+}
