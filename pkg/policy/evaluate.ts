@@ -3,10 +3,9 @@
  * datapath state, decides one packet's forward direction the way bpf/ does. Pure. It
  * powers `kubectl palisade trace` and the compiler's tests; the datapath mirrors it.
  *
- * When several entries allow a packet, the one reported is, in order: a specific peer
- * over any peer, a specific protocol over any protocol, the narrowest port range, the
- * lowest rule id. Allowed or not never depends on that order, only attribution and the
- * proxy port do.
+ * When several entries allow a packet, the one reported is the one the datapath's lookups
+ * find (see `score`). Allowed or not never depends on that order, only attribution and
+ * the proxy port do; the compiler removes a redirect whenever a plain allow covers it.
  */
 import {
   PROTO_ANY, PROTO_SCTP, PROTO_TCP, PROTO_UDP, type DatapathState, type Direction,
@@ -104,17 +103,37 @@ export function entryMatches(e: PolicyEntry, protocol: number, port: number): bo
   return e.port === 0 || (port >= e.port && port <= e.endPort);
 }
 
-/** Lower is more specific; see the module comment. */
-function specificity(e: PolicyEntry): [number, number, number, number] {
-  const width = e.protocol === PROTO_ANY || e.port === 0 ? 65536 : e.endPort - e.port + 1;
-  return [e.peer === IDENTITY_ANY ? 1 : 0, e.protocol === PROTO_ANY ? 1 : 0, width, e.ruleId];
+/**
+ * Length (0..16) of the aligned port block containing `port` when [lo, hi] is split into
+ * the fewest aligned blocks, the way the policy map stores a range (bpf/lib/maps.h).
+ */
+export function portPrefixLen(lo: number, hi: number, port: number): number {
+  let start = lo;
+  while (start <= hi) {
+    let size = 1;
+    while (size < 65536 && start % (size * 2) === 0 && start + size * 2 - 1 <= hi) size *= 2;
+    if (port < start + size) return 16 - Math.log2(size);
+    start += size;
+  }
+  return 0;
 }
 
-function better(a: PolicyEntry, b: PolicyEntry | undefined): boolean {
+/**
+ * Precedence among matching entries, higher first: a specific peer over any peer (two
+ * lookups, peer first), then the longest match of the policy map's LPM key (exact port
+ * or the narrowest aligned block of a range, then every port of the protocol, then every
+ * protocol), then the lowest rule id.
+ */
+function score(e: PolicyEntry, port: number): [number, number, number] {
+  const bits = e.protocol === PROTO_ANY ? -1 : e.port === 0 ? 0 : portPrefixLen(e.port, e.endPort, port);
+  return [e.peer === IDENTITY_ANY ? 0 : 1, bits, -e.ruleId];
+}
+
+function better(a: PolicyEntry, b: PolicyEntry | undefined, port: number): boolean {
   if (!b) return true;
-  const sa = specificity(a);
-  const sb = specificity(b);
-  for (let i = 0; i < sa.length; i++) if (sa[i] !== sb[i]) return sa[i]! < sb[i]!;
+  const sa = score(a, port);
+  const sb = score(b, port);
+  for (let i = 0; i < sa.length; i++) if (sa[i] !== sb[i]) return sa[i]! > sb[i]!;
   return false;
 }
 
@@ -122,7 +141,7 @@ function bestMatch(ix: Index, ep: number, dir: Direction, peers: number[], proto
   let best: PolicyEntry | undefined;
   for (const peer of peers) {
     for (const e of ix.policy.get(`${ep}/${dir}/${peer}`) ?? []) {
-      if (entryMatches(e, protocol, port) && better(e, best)) best = e;
+      if (entryMatches(e, protocol, port) && better(e, best, port)) best = e;
     }
   }
   return best;

@@ -6,7 +6,7 @@ import {
   PROTO_ANY, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP, type DatapathState, type PolicyEntry,
 } from '../../../pkg/datapath/types.ts';
 import { IDENTITY_ANY, IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD } from '../../../pkg/identity/reserved.ts';
-import { evaluate, explain, type VerdictQuery } from '../../../pkg/policy/evaluate.ts';
+import { evaluate, explain, portPrefixLen, type VerdictQuery } from '../../../pkg/policy/evaluate.ts';
 import type { CompileResult } from '../../../pkg/policy/types.ts';
 
 const E = 7;
@@ -49,6 +49,9 @@ describe('evaluate', () => {
     { name: 'a TCP all-ports entry does not match ICMP', policy: [allow(WEB, PROTO_TCP, 0, 0, 17)], query: q('10.0.0.3', PROTO_ICMP, 0), want: { allowed: false } },
     { name: 'any-peer entries match every remote', policy: [allow(IDENTITY_ANY, PROTO_TCP, 80, 80, 18)], query: q('8.8.8.8'), want: { allowed: true, ruleId: 18 } },
     { name: 'a specific peer is reported over any peer', policy: [allow(IDENTITY_ANY, PROTO_TCP, 80, 80, 1), allow(WEB, PROTO_TCP, 0, 0, 99)], query: q('10.0.0.3'), want: { ruleId: 99 } },
+    { name: 'an exact port is reported over a range containing it', policy: [allow(WEB, PROTO_TCP, 70, 90, 1), allow(WEB, PROTO_TCP, 80, 80, 50)], query: q('10.0.0.3'), want: { ruleId: 50 } },
+    { name: 'a range is reported over every port of the protocol', policy: [allow(WEB, PROTO_TCP, 0, 0, 1), allow(WEB, PROTO_TCP, 80, 81, 51)], query: q('10.0.0.3', PROTO_TCP, 81), want: { ruleId: 51 } },
+    { name: 'equal matches: the lowest rule id is reported', policy: [allow(WEB, PROTO_TCP, 80, 80, 9), allow(WEB, PROTO_TCP, 80, 80, 5)], query: q('10.0.0.3'), want: { ruleId: 5 } },
     { name: 'the narrowest port range is reported', policy: [allow(WEB, PROTO_TCP, 1, 65535, 1), allow(WEB, PROTO_TCP, 80, 80, 50)], query: q('10.0.0.3'), want: { ruleId: 50 } },
     { name: 'a specific protocol is reported over any protocol', policy: [allow(WEB, PROTO_ANY, 0, 0, 1), allow(WEB, PROTO_TCP, 0, 0, 60)], query: q('10.0.0.3'), want: { ruleId: 60 } },
     { name: 'the node itself always reaches the pod', policy: [], query: q('192.168.0.10'), want: { allowed: true, reason: 'node', ruleId: 0 } },
@@ -58,6 +61,18 @@ describe('evaluate', () => {
   ];
   test.each(cases)('$name', ({ policy, query, want }) => {
     expect(evaluate(state(policy), query)).toMatchObject(want);
+  });
+
+  test('portPrefixLen follows the aligned split of a range', () => {
+    expect(portPrefixLen(80, 80, 80)).toBe(16);
+    expect(portPrefixLen(80, 95, 90)).toBe(12);
+    expect(portPrefixLen(63, 100, 63)).toBe(16);
+    expect(portPrefixLen(63, 100, 70)).toBe(11); // 64-95
+    expect(portPrefixLen(63, 100, 97)).toBe(14); // 96-99
+    expect(portPrefixLen(63, 100, 100)).toBe(16);
+    expect(portPrefixLen(0, 65535, 1234)).toBe(0);
+    expect(portPrefixLen(1, 65535, 1)).toBe(16);
+    expect(portPrefixLen(1, 65535, 40000)).toBe(1); // 32768-65535
   });
 
   test('host traffic on egress is not special (step 3 is ingress only)', () => {
