@@ -40,7 +40,7 @@ function typeName(v: unknown): string {
 }
 
 /** Prunes and defaults `v` in place (objects) and returns the causes found under `path`. */
-function walk(schema: Obj, v: unknown, path: string, out: StatusCause[], root: boolean): void {
+function walk(schema: Obj, v: unknown, path: string, out: StatusCause[], root: boolean, pruned: string[]): void {
   if (v === null) {
     if (schema.nullable !== true) out.push(cause.typeInvalid(path, v, `must be of type ${String(schema.type ?? 'object')}`));
     return;
@@ -64,7 +64,7 @@ function walk(schema: Obj, v: unknown, path: string, out: StatusCause[], root: b
   if (Array.isArray(v)) {
     if (typeof schema.maxItems === 'number' && v.length > schema.maxItems) out.push(cause.invalid(path, v.length, `must have at most ${schema.maxItems} items`));
     if (typeof schema.minItems === 'number' && v.length < schema.minItems) out.push(cause.invalid(path, v.length, `should have at least ${schema.minItems} items`));
-    if (isObj(schema.items)) v.forEach((e, i) => walk(schema.items as Obj, e, `${path}[${i}]`, out, false));
+    if (isObj(schema.items)) v.forEach((e, i) => walk(schema.items as Obj, e, `${path}[${i}]`, out, false, pruned));
     return;
   }
   if (!isObj(v)) return;
@@ -80,8 +80,11 @@ function walk(schema: Obj, v: unknown, path: string, out: StatusCause[], root: b
     if (root && ROOT_KEEP.has(k)) continue;
     const sub = props && isObj(props[k]) ? (props[k] as Obj) : additional;
     const field = path ? `${path}.${k}` : k;
-    if (sub) walk(sub, v[k], field, out, false);
-    else if (!preserve && schema.additionalProperties !== true && (props || schema.type === 'object')) delete v[k];
+    if (sub) walk(sub, v[k], field, out, false, pruned);
+    else if (!preserve && schema.additionalProperties !== true && (props || schema.type === 'object')) {
+      delete v[k];
+      pruned.push(field);
+    }
   }
   if (Array.isArray(schema.required)) {
     for (const r of schema.required) {
@@ -92,11 +95,12 @@ function walk(schema: Obj, v: unknown, path: string, out: StatusCause[], root: b
 
 /**
  * Prunes, defaults and validates a custom resource against its version's schema (in
- * place). Returns the causes of a 422, empty when the object is acceptable.
+ * place). Returns the causes of a 422 (empty when the object is acceptable) and the
+ * paths of the pruned fields (for `fieldValidation=Strict|Warn`).
  */
-export function validateCustomResource(t: ResourceType, o: KObject): StatusCause[] {
-  if (!t.schema) return [];
-  const out: StatusCause[] = [];
-  walk(t.schema, o, '', out, true);
-  return out;
+export function validateCustomResource(t: ResourceType, o: KObject): { causes: StatusCause[]; pruned: string[] } {
+  const causes: StatusCause[] = [];
+  const pruned: string[] = [];
+  if (t.schema) walk(t.schema, o, '', causes, true, pruned);
+  return { causes, pruned };
 }

@@ -31,7 +31,7 @@ import { isObj, metaOf, objAt, strAt, type KObject, type Obj } from './json.ts';
 import { jsonPatch, mergePatch, PATCH_SCHEMAS, strategicMergePatch } from './patch.ts';
 import { apiVersionOf, type ResourceType } from './registry.ts';
 import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
-import type { ObjectFilter, Store, WatchEvent } from './store.ts';
+import type { ObjectFilter, Store, WatchEvent, WriteOptions } from './store.ts';
 import { partialMetadata, toTable, type IncludeObject } from './table.ts';
 
 export interface HandlerOptions {
@@ -154,6 +154,14 @@ export class Handler {
     const q = url.searchParams;
     const method = req.method ?? 'GET';
     const dryRun = q.getAll('dryRun').includes('All');
+    const fv = q.get('fieldValidation') ?? 'Warn';
+    if (fv !== 'Strict' && fv !== 'Warn' && fv !== 'Ignore') throw badRequest(`fieldValidation must be one of Ignore, Warn, Strict (got "${fv}")`);
+    const warnings: string[] = [];
+    const wopts: WriteOptions = { dryRun, fieldValidation: fv, warnings };
+    const sendWarnings = (): void => {
+      // Warning headers as upstream sends them (RFC 7234 code 299); kubectl prints them.
+      if (warnings.length > 0 && !res.headersSent) res.setHeader('Warning', warnings.map((w) => `299 - ${JSON.stringify(w)}`));
+    };
     if (t.namespaced && ns === undefined && name !== undefined) throw notFoundPath(url.pathname);
     const accept = req.headers.accept ?? '';
 
@@ -166,7 +174,8 @@ export class Handler {
       if (name !== undefined) throw methodNotSupported(t, 'create on a named object');
       const body = objBody(await readBody(req, t));
       this.checkBodyIdentity(t, body, ns, undefined);
-      const created = this.store.create(t, body, { dryRun });
+      const created = this.store.create(t, body, wopts);
+      sendWarnings();
       return this.respondObject(res, t, created, accept, q, 201);
     }
     if (method === 'PUT') {
@@ -174,12 +183,14 @@ export class Handler {
       const body = objBody(await readBody(req, t));
       this.checkBodyIdentity(t, body, ns, name);
       const sr = sub === 'status' ? 'status' : undefined;
-      const updated = this.store.update(t, body, sr, { dryRun });
-      return this.respondObject(res, t, updated, accept, q, updated.metadata.resourceVersion === body.metadata.resourceVersion ? 200 : 200);
+      const updated = this.store.update(t, body, sr, wopts);
+      sendWarnings();
+      return this.respondObject(res, t, updated, accept, q);
     }
     if (method === 'PATCH') {
       if (name === undefined) throw methodNotSupported(t, 'patch on a collection');
-      const out = await this.patch(req, t, ns, name, sub === 'status' ? 'status' : undefined, q, dryRun);
+      const out = await this.patch(req, t, ns, name, sub === 'status' ? 'status' : undefined, q, wopts);
+      sendWarnings();
       return this.respondObject(res, t, out.obj, accept, q, out.created ? 201 : 200);
     }
     if (method === 'DELETE') {
@@ -232,12 +243,12 @@ export class Handler {
     name: string,
     sub: 'status' | undefined,
     q: URLSearchParams,
-    dryRun: boolean,
+    wopts: WriteOptions,
   ): Promise<{ obj: KObject; created: boolean }> {
     const ctype = (req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
     const raw = await readRaw(req);
     if (ctype === 'application/apply-patch+yaml') {
-      return this.apply(t, ns, name, sub, raw, q, dryRun);
+      return this.apply(t, ns, name, sub, raw, q, wopts);
     }
     let patch: unknown;
     try {
@@ -268,7 +279,7 @@ export class Handler {
     if (t.namespaced && meta.namespace !== ns) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
     // A patch is conditional only if it names a resourceVersion itself.
     if (!meta.resourceVersion) meta.resourceVersion = current.metadata.resourceVersion;
-    return { obj: this.store.update(t, next, sub, { dryRun }), created: false };
+    return { obj: this.store.update(t, next, sub, wopts), created: false };
   }
 
   /**
@@ -285,7 +296,7 @@ export class Handler {
     sub: 'status' | undefined,
     raw: string,
     q: URLSearchParams,
-    dryRun: boolean,
+    wopts: WriteOptions,
   ): { obj: KObject; created: boolean } {
     if (!q.get('fieldManager')) {
       throw invalid('meta.k8s.io', 'PatchOptions', '', [cause.required('fieldManager')]);
@@ -310,13 +321,13 @@ export class Handler {
     }
     if (!current) {
       if (sub === 'status') throw new ApiError(404, 'NotFound', `${t.plural} "${name}" not found`);
-      return { obj: this.store.create(t, body, { dryRun }), created: true };
+      return { obj: this.store.create(t, body, wopts), created: true };
     }
     const schema = t.custom ? {} : (PATCH_SCHEMAS[t.kind] ?? {});
     const merged = strategicMergePatch(current, body, schema) as KObject;
     const meta = metaOf(merged);
     if (!body.metadata.resourceVersion) meta.resourceVersion = current.metadata.resourceVersion;
-    return { obj: this.store.update(t, merged, sub, { dryRun }), created: false };
+    return { obj: this.store.update(t, merged, sub, wopts), created: false };
   }
 
   private filterFor(t: ResourceType, ns: string | undefined, q: URLSearchParams): ObjectFilter {

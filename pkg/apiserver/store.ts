@@ -69,6 +69,14 @@ export interface StoreOptions {
 export interface WriteOptions {
   /** `dryRun=All`: run every check and return the result without storing it. */
   dryRun?: boolean;
+  /**
+   * What to do about unknown fields (custom resources only; built-in kinds carry no
+   * schema here): Strict fails with 400, Warn (the server default) adds a warning,
+   * Ignore drops them silently. Unknown fields are pruned in every case.
+   */
+  fieldValidation?: 'Strict' | 'Warn' | 'Ignore';
+  /** Receives warnings for the response's Warning headers. */
+  warnings?: string[];
 }
 
 export interface DeleteOptions extends WriteOptions {
@@ -181,9 +189,15 @@ export class Store {
     for (const w of [...this.watchers]) deliver(w, e);
   }
 
-  private checkValid(t: ResourceType, o: KObject, extra: StatusCause[] = []): void {
+  private checkValid(t: ResourceType, o: KObject, opts: WriteOptions, extra: StatusCause[] = []): void {
     const causes = [...extra, ...validate(t, o)];
-    if (t.custom) causes.push(...validateCustomResource(t, o));
+    if (t.custom) {
+      const r = validateCustomResource(t, o);
+      causes.push(...r.causes);
+      const unknown = r.pruned.map((p) => `unknown field "${p}"`);
+      if (unknown.length > 0 && opts.fieldValidation === 'Strict') throw badRequest(`strict decoding error: ${unknown.join(', ')}`);
+      if (opts.fieldValidation !== 'Ignore') opts.warnings?.push(...unknown);
+    }
     if (causes.length > 0) throw invalid(t.group, t.kind, o.metadata.name ?? '', causes);
   }
 
@@ -223,7 +237,7 @@ export class Store {
     const bucket = this.bucket(t);
     const key = objKey(meta.namespace, meta.name ?? '');
     if (meta.name && bucket.has(key)) throw alreadyExists(t, meta.name);
-    this.checkValid(t, o);
+    this.checkValid(t, o, opts);
     const causes = opts.dryRun ? [] : prepareForCreate(t, o, this.ctx);
     if (causes.length > 0) throw invalid(t.group, t.kind, meta.name ?? '', causes);
     meta.uid = randomUUID();
@@ -291,7 +305,7 @@ export class Store {
     if (rm.namespace === undefined) delete rm.namespace;
     rm.resourceVersion = prev.metadata.resourceVersion;
     const extra = sub === 'status' ? [] : prepareForUpdate(t, result, prev);
-    this.checkValid(t, result, extra);
+    this.checkValid(t, result, opts, extra);
     if (!deepEqual(specPart(result), specPart(prev))) rm.generation = (prev.metadata.generation ?? 0) + 1;
     // A write that changes nothing is not a write: no new resourceVersion, no event.
     if (deepEqual(result, prev)) return this.view(t, prev);

@@ -81,3 +81,40 @@ export async function waitFor(pred: () => boolean, what: string, ms = 10_000): P
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+export interface WatchStream {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- free-form JSON read by assertions
+  events: { type: string; object: any }[];
+  /** Resolves when the server ends the stream. */
+  ended: Promise<void>;
+  close(): void;
+}
+
+/** Opens a raw watch (`path` must carry `watch=1`) and collects its newline-delimited events. */
+export async function openWatch(baseUrl: string, path: string, headers: Record<string, string> = {}): Promise<WatchStream> {
+  const ctl = new AbortController();
+  const res = await fetch(baseUrl + path, { headers, signal: ctl.signal });
+  if (res.status !== 200 || !res.body) throw new Error(`watch ${path}: HTTP ${res.status}`);
+  const events: WatchStream['events'] = [];
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  const ended = (async () => {
+    let buf = '';
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line.trim()) events.push(JSON.parse(line));
+        }
+      }
+    } catch {
+      // aborted by close()
+    }
+  })();
+  return { events, ended, close: () => ctl.abort() };
+}

@@ -166,6 +166,14 @@ spec: {color: purple}
 `);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('spec.color: Unsupported value: "purple"');
+    // kubectl asks for strict field validation: an unknown field fails the apply.
+    const unknown = await lab.kubectlResult(['apply', '-f', '-'], `apiVersion: test.palisade.dev/v1
+kind: Widget
+metadata: {name: w3, namespace: shop}
+spec: {color: red, colour: red}
+`);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('unknown field "spec.colour"');
   });
 
   it('server-side apply creates and then updates', async () => {
