@@ -15,6 +15,8 @@
  *       Detaches and unpins the link; succeeds when it is already gone.
  *   palisade-bpf ifname IFINDEX
  *       Prints the interface name (for tc, which wants names).
+ *   palisade-bpf info PROG_PIN
+ *       Prints "ID LOADED_AT_MS": the program id and when it was loaded (epoch ms).
  *   palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT
  *       BPF_PROG_TEST_RUN with the frame in DATA_FILE and skb->ifindex = IFINDEX;
  *       prints "RETVAL DURATION_NS" (the kernel's average per run).
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/bpf.h>
@@ -240,6 +243,30 @@ static int cmd_ifname(int ifindex)
 	return 0;
 }
 
+static int cmd_info(const char *prog_pin)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	struct timespec real, boot;
+	long long loaded_ms;
+	int fd, err;
+
+	fd = bpf_obj_get(prog_pin);
+	if (fd < 0)
+		return fail("opening program pin", errno);
+	err = bpf_obj_get_info_by_fd(fd, &info, &len);
+	close(fd);
+	if (err)
+		return fail("reading program info", errno);
+	/* load_time counts from boot (CLOCK_BOOTTIME); convert to the epoch. */
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	loaded_ms = (real.tv_sec * 1000LL + real.tv_nsec / 1000000) -
+		    ((boot.tv_sec * 1000000000LL + boot.tv_nsec - (long long)info.load_time) / 1000000);
+	printf("%u %lld\n", info.id, loaded_ms);
+	return 0;
+}
+
 static int cmd_test_run(const char *prog_pin, const char *data_file, int ifindex, int repeat)
 {
 	unsigned char data[9216], out[9216 + 256];
@@ -281,6 +308,7 @@ static void usage(void)
 		"       palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN\n"
 		"       palisade-bpf detach LINK_PIN\n"
 		"       palisade-bpf ifname IFINDEX\n"
+		"       palisade-bpf info PROG_PIN\n"
 		"       palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT\n");
 }
 
@@ -295,6 +323,8 @@ int main(int argc, char **argv)
 		return cmd_detach(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "ifname"))
 		return cmd_ifname(atoi(argv[2]));
+	if (argc == 3 && !strcmp(argv[1], "info"))
+		return cmd_info(argv[2]);
 	if (argc == 6 && !strcmp(argv[1], "test-run"))
 		return cmd_test_run(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
 	usage();

@@ -1,0 +1,520 @@
+/**
+ * The Linux datapath: the programs of bpf/ attached to pods' host-side veths, and their
+ * pinned maps, driven from Node.
+ *
+ * Layout under `<bpffsRoot>/palisade/`:
+ *   maps/pal_*               every map, shared by both programs (libbpf pin-by-name)
+ *   progs/from_pod, to_pod   the loaded programs
+ *   links/<ifindex>-ingress  tcx links (…-egress), pinned so they outlive the agent
+ *
+ * Loading and tcx attachment go through bin/palisade-bpf (libbpf + raw bpf syscall);
+ * map reads and writes go through the npm `bpf` package on the pinned maps. Everything
+ * that must survive an agent restart is pinned, and `init()` re-opens it: programs are
+ * reloaded only when the object file is newer than the pinned program, and conntrack is
+ * never touched, so established flows keep flowing across restarts and upgrades.
+ * See docs/datapath.md.
+ */
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createMapRef, objGet, RawMap, RawQueueMap, type MapRef } from 'bpf';
+
+import {
+  DatapathError, counterIndex, decodeCidr, decodeCt, decodeEndpoint,
+  decodeFlowEvent, decodeIpcache, decodePolicy, dropReasonCodes, encodeCidrKey,
+  encodeEndpointKey, encodeEndpointValue, encodeIdentityValue, encodeIpcacheKey,
+  encodePolicyKeys, layouts, mapNames, type CtEntry,
+} from '../codec.ts';
+import { entryKey } from '../diff.ts';
+import {
+  emptyState, type Datapath, type DatapathChange, type DatapathCounters, type DatapathState,
+  type Direction, type DropReason, type FlowEvent,
+} from '../types.ts';
+import { run, runOk } from './exec.ts';
+import { PolicyKeyIndex, type MapWrites } from './policy-index.ts';
+
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+export interface LinuxDatapathOptions {
+  /** bpffs mount point; mounted by init() when nothing is mounted there. Default /sys/fs/bpf. */
+  bpffsRoot?: string;
+  /** Directory of from_pod.o and to_pod.o. Default <repo>/bpf/out. */
+  objDir?: string;
+  /** The native helper. Default <repo>/bin/palisade-bpf. */
+  helperPath?: string;
+  /** Reload the programs even when the pinned ones are as new as the objects. */
+  reload?: boolean;
+  /** How often events() polls the kernel queue. Default 100 ms. */
+  eventPollMs?: number;
+  /** Force clsact attachment (testing the fallback). */
+  forceClsact?: boolean;
+  log?: LogFn;
+}
+
+export const ERR_DATAPATH_INIT = 'PAL_DATAPATH_INIT';
+export const ERR_DATAPATH_ATTACH = 'PAL_DATAPATH_ATTACH';
+export const ERR_DATAPATH_APPLY = 'PAL_DATAPATH_APPLY';
+export const ERR_DATAPATH_CLOSED = 'PAL_DATAPATH_CLOSED';
+
+/** The programs, by attach point: hook on the host-side veth -> program name. */
+const programs = [
+  { name: 'from_pod', hook: 'ingress' },
+  { name: 'to_pod', hook: 'egress' },
+] as const;
+
+/** The repository root, found from this module's location (source or dist/). */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'bpf'))) return dir;
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}
+
+type MapName = keyof typeof mapNames;
+
+/** Expected key/value sizes of every map, from the codec (checked at open). */
+const mapSizes: Record<MapName, [number, number]> = {
+  endpoints: [layouts.endpoint_key.size, layouts.endpoint_value.size],
+  ipcache: [layouts.ipcache_key.size, layouts.ipcache_value.size],
+  policy: [layouts.policy_key.size, layouts.policy_value.size],
+  cidrs: [layouts.cidr_key.size, layouts.cidr_value.size],
+  conntrack: [layouts.ct_key.size, layouts.ct_value.size],
+  fragments: [layouts.frag_key.size, layouts.frag_value.size],
+  events: [0, layouts.flow_event.size],
+  counters: [4, 8],
+};
+
+function errnoOf(e: unknown): string | undefined {
+  const x = e as { errno?: number; code?: string; message?: string };
+  return x?.code ?? (typeof x?.message === 'string' ? /\b(E[A-Z]+)\b/.exec(x.message)?.[1] : undefined);
+}
+
+export class LinuxDatapath implements Datapath {
+  readonly bpffsRoot: string;
+  readonly dir: string;
+  private readonly objDir: string;
+  private readonly helper: string;
+  private readonly reload: boolean;
+  private readonly pollMs: number;
+  private readonly forceClsact: boolean;
+  private readonly log: LogFn;
+
+  private refs = new Map<MapName, MapRef>();
+  private maps = new Map<MapName, RawMap>();
+  private events_?: RawQueueMap;
+  private policyIndex = new PolicyKeyIndex();
+  private initialized?: Promise<void>;
+  private closed = false;
+  /** Serializes apply/attach/detach: each one sees the previous one's result. */
+  private chain: Promise<unknown> = Promise.resolve();
+  private subscribers = new Set<(e: FlowEvent | null) => void>();
+  private poller?: NodeJS.Timeout;
+  /** epoch ms - monotonic ms, to convert kernel timestamps. */
+  private readonly monoOffsetMs = Date.now() - Number(process.hrtime.bigint() / 1000000n);
+
+  constructor(opts: LinuxDatapathOptions = {}) {
+    const root = repoRoot();
+    this.bpffsRoot = resolve(opts.bpffsRoot ?? '/sys/fs/bpf');
+    this.dir = join(this.bpffsRoot, 'palisade');
+    this.objDir = resolve(opts.objDir ?? join(root, 'bpf', 'out'));
+    this.helper = resolve(opts.helperPath ?? join(root, 'bin', 'palisade-bpf'));
+    this.reload = opts.reload ?? false;
+    this.pollMs = opts.eventPollMs ?? 100;
+    this.forceClsact = opts.forceClsact ?? false;
+    this.log = opts.log ?? (() => {});
+  }
+
+  private path(kind: 'maps' | 'progs' | 'links', name: string): string {
+    return join(this.dir, kind, name);
+  }
+
+  // ---- init ---------------------------------------------------------------------------
+
+  init(): Promise<void> {
+    if (this.closed) return Promise.reject(new DatapathError(ERR_DATAPATH_CLOSED, 'datapath is closed'));
+    this.initialized ??= this.doInit().catch((e: unknown) => {
+      this.initialized = undefined;
+      this.closeMaps();
+      throw e instanceof DatapathError ? e
+        : new DatapathError(ERR_DATAPATH_INIT, `initializing datapath: ${(e as Error).message}`, { cause: e });
+    });
+    return this.initialized;
+  }
+
+  private async doInit(): Promise<void> {
+    if (!existsSync(this.helper)) throw new Error(`helper ${this.helper} not found (run 'make build')`);
+    await ensureBpffs(this.bpffsRoot);
+    for (const d of ['maps', 'progs', 'links']) await fs.mkdir(join(this.dir, d), { recursive: true });
+
+    let reloaded = false;
+    for (const p of programs) {
+      const obj = join(this.objDir, `${p.name}.o`);
+      if (!existsSync(obj)) throw new Error(`program object ${obj} not found (run 'make build-bpf')`);
+      const pin = this.path('progs', p.name);
+      if (!this.reload && existsSync(pin) && !(await this.objectIsNewer(obj, pin))) continue;
+      await runOk(`loading ${p.name}`, this.helper, ['load', obj, pin, join(this.dir, 'maps')]);
+      reloaded = true;
+      this.log('info', 'datapath program loaded', { program: p.name, pin });
+    }
+    this.openMaps();
+    // An existing link keeps running the program it was created with until told
+    // otherwise: move every pinned link to the freshly loaded program.
+    if (reloaded) await this.relinkAll();
+    this.policyIndex = new PolicyKeyIndex();
+    for (const e of this.dumpPolicy()) this.policyIndex.upsert(e);
+  }
+
+  /** True when `obj` was modified after the pinned program was loaded. */
+  private async objectIsNewer(obj: string, pin: string): Promise<boolean> {
+    const info = await run(this.helper, ['info', pin]);
+    if (info.code !== 0) return true;
+    const loadedAt = Number(info.stdout.trim().split(/\s+/)[1]);
+    const mtime = (await fs.stat(obj)).mtimeMs;
+    return !(loadedAt >= mtime);
+  }
+
+  private openMaps(): void {
+    for (const name of Object.keys(mapNames) as MapName[]) {
+      const pin = this.path('maps', mapNames[name]);
+      let ref: MapRef;
+      try {
+        ref = createMapRef(objGet(pin), { transfer: true });
+      } catch (e) {
+        throw new Error(`opening map ${pin}: ${(e as Error).message}`, { cause: e });
+      }
+      const [k, v] = mapSizes[name];
+      if (ref.keySize !== k || ref.valueSize !== v) {
+        ref.close();
+        throw new Error(`map ${pin} has key/value size ${ref.keySize}/${ref.valueSize}, ` +
+          `this build expects ${k}/${v} (stale pins from another version: remove ${this.dir})`);
+      }
+      this.refs.set(name, ref);
+      if (name === 'events') this.events_ = new RawQueueMap(ref);
+      else this.maps.set(name, new RawMap(ref));
+    }
+  }
+
+  private closeMaps(): void {
+    for (const ref of this.refs.values()) {
+      try { ref.close(); } catch { /* already closed */ }
+    }
+    this.refs.clear();
+    this.maps.clear();
+    this.events_ = undefined;
+  }
+
+  private map(name: MapName): RawMap {
+    const m = this.maps.get(name);
+    if (!m) throw new DatapathError(ERR_DATAPATH_INIT, 'datapath not initialized: call init() first');
+    return m;
+  }
+
+  private async relinkAll(): Promise<void> {
+    const names = await fs.readdir(join(this.dir, 'links')).catch(() => [] as string[]);
+    for (const n of names) {
+      const m = /^(\d+)-(ingress|egress)$/.exec(n);
+      if (!m) continue;
+      const prog = programs.find((p) => p.hook === m[2])!;
+      const r = await run(this.helper, ['attach', m[1]!, m[2]!, this.path('progs', prog.name),
+        this.path('links', n)]);
+      if (r.code !== 0) this.log('warn', 'datapath relink failed', { link: n, error: r.stderr.trim() });
+    }
+  }
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  // ---- apply / dump ----------------------------------------------------------------------
+
+  apply(change: DatapathChange): Promise<void> {
+    return this.serialize(async () => {
+      await this.init();
+      this.doApply(change);
+    });
+  }
+
+  private doApply(change: DatapathChange): void {
+    // Encode everything first: a bad entry throws here, before any map is touched.
+    const up = change.upsert;
+    const del = change.delete;
+    const epSet = up.endpoints.map((e) => [encodeEndpointKey(e.ifindex), encodeEndpointValue(e)] as [Buffer, Buffer]);
+    const ipSet = up.ipcache.map((e) => [encodeIpcacheKey(e.cidr), encodeIdentityValue(e.identity)] as [Buffer, Buffer]);
+    const cidrSet = up.cidrs.map((e) => [encodeCidrKey(e), encodeIdentityValue(e.identity)] as [Buffer, Buffer]);
+    const epDel = del.endpoints.map((e) => encodeEndpointKey(e.ifindex));
+    const ipDel = del.ipcache.map((e) => encodeIpcacheKey(e.cidr));
+    const cidrDel = del.cidrs.map((e) => encodeCidrKey(e));
+    for (const e of [...up.policy, ...del.policy]) encodePolicyKeys(e);
+
+    // Deleting an entry that is also upserted in this change would undo the upsert.
+    const upPolicy = new Set(up.policy.map(entryKey.policy));
+    const polWrites: MapWrites = { set: [], delete: [] };
+    for (const e of up.policy) this.policyIndex.upsert(e, polWrites);
+    const polDel: MapWrites = { set: [], delete: [] };
+    for (const e of del.policy) if (!upPolicy.has(entryKey.policy(e))) this.policyIndex.remove(e, polDel);
+
+    try {
+      // Add before delete. Within the upserts, the endpoint goes last so that an
+      // enforcing endpoint never runs without its allow entries.
+      setMany(this.map('ipcache'), ipSet);
+      setMany(this.map('cidrs'), cidrSet);
+      setMany(this.map('policy'), polWrites.set);
+      setMany(this.map('endpoints'), epSet);
+      deleteMany(this.map('endpoints'), epDel);
+      setMany(this.map('policy'), polDel.set);
+      deleteMany(this.map('policy'), polDel.delete);
+      deleteMany(this.map('cidrs'), cidrDel);
+      deleteMany(this.map('ipcache'), ipDel);
+    } catch (e) {
+      // The index may now be ahead of the map; rebuild it from the kernel's view.
+      this.policyIndex = new PolicyKeyIndex();
+      for (const p of this.dumpPolicy()) this.policyIndex.upsert(p);
+      throw new DatapathError(ERR_DATAPATH_APPLY, `applying datapath change: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  async dump(): Promise<DatapathState> {
+    await this.init();
+    const s = emptyState();
+    for (const [k, v] of readAll(this.map('endpoints'))) s.endpoints.push(decodeEndpoint(k, v));
+    for (const [k, v] of readAll(this.map('ipcache'))) {
+      const e = decodeIpcache(k, v);
+      if (e) s.ipcache.push(e);
+    }
+    for (const [k, v] of readAll(this.map('cidrs'))) {
+      const e = decodeCidr(k, v);
+      if (e) s.cidrs.push(e);
+    }
+    s.policy = this.dumpPolicy();
+    return s;
+  }
+
+  /** Policy entries rebuilt from the map: one per distinct (key fields, value range). */
+  private dumpPolicy(): ReturnType<PolicyKeyIndex['values']> {
+    const seen = new Map<string, ReturnType<typeof decodePolicy>>();
+    for (const [k, v] of readAll(this.map('policy'))) {
+      const e = decodePolicy(k, v);
+      seen.set(entryKey.policy(e), e);
+    }
+    return [...seen.values()];
+  }
+
+  /** Conntrack entries (inspection and tests; not part of the desired state). */
+  async conntrack(): Promise<CtEntry[]> {
+    await this.init();
+    return [...readAll(this.map('conntrack'))].map(([k, v]) => decodeCt(k, v));
+  }
+
+  // ---- attach / detach -----------------------------------------------------------------
+
+  attach(ifindex: number): Promise<void> {
+    return this.serialize(async () => {
+      await this.init();
+      if (!Number.isInteger(ifindex) || ifindex <= 0) {
+        throw new DatapathError(ERR_DATAPATH_ATTACH, `attaching: bad ifindex ${ifindex}`);
+      }
+      for (const p of programs) {
+        const prog = this.path('progs', p.name);
+        const link = this.path('links', `${ifindex}-${p.hook}`);
+        if (!this.forceClsact) {
+          const r = await run(this.helper, ['attach', String(ifindex), p.hook, prog, link]);
+          if (r.code === 0) continue;
+          if (r.code !== 3) {
+            throw new DatapathError(ERR_DATAPATH_ATTACH,
+              `attaching ${p.name} to ifindex ${ifindex}: ${r.stderr.trim() || `exit ${r.code}`}`);
+          }
+          this.log('info', 'tcx unavailable, using clsact', { ifindex });
+        }
+        await this.attachClsact(ifindex, p.hook, prog);
+      }
+    });
+  }
+
+  private async ifname(ifindex: number): Promise<string | undefined> {
+    const r = await run(this.helper, ['ifname', String(ifindex)]);
+    return r.code === 0 ? r.stdout.trim() : undefined;
+  }
+
+  /** clsact + a direct-action filter with a fixed prio/handle, so `replace` is idempotent. */
+  private async attachClsact(ifindex: number, hook: 'ingress' | 'egress', prog: string): Promise<void> {
+    const dev = await this.ifname(ifindex);
+    if (!dev) throw new DatapathError(ERR_DATAPATH_ATTACH, `attaching: no interface with ifindex ${ifindex}`);
+    const q = await run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);
+    if (q.code !== 0 && !/exists/i.test(q.stderr)) {
+      throw new DatapathError(ERR_DATAPATH_ATTACH, `adding clsact to ${dev}: ${q.stderr.trim()}`);
+    }
+    const f = await run('tc', ['filter', 'replace', 'dev', dev, hook, 'prio', '1', 'handle', '1',
+      'bpf', 'da', 'pinned', prog]);
+    if (f.code !== 0) {
+      throw new DatapathError(ERR_DATAPATH_ATTACH, `attaching ${prog} to ${dev} ${hook}: ${f.stderr.trim()}`);
+    }
+  }
+
+  detach(ifindex: number): Promise<void> {
+    return this.serialize(async () => {
+      if (!Number.isInteger(ifindex) || ifindex <= 0) return;
+      let hadLink = false;
+      for (const p of programs) {
+        const link = this.path('links', `${ifindex}-${p.hook}`);
+        if (existsSync(link)) hadLink = true;
+        const r = await run(this.helper, ['detach', link]);
+        if (r.code !== 0) {
+          throw new DatapathError(ERR_DATAPATH_ATTACH, `detaching ifindex ${ifindex}: ${r.stderr.trim()}`);
+        }
+      }
+      if (hadLink) return;
+      // Maybe attached through the clsact fallback; a missing interface means done.
+      const dev = await this.ifname(ifindex);
+      if (!dev) return;
+      for (const p of programs) {
+        await run('tc', ['filter', 'del', 'dev', dev, p.hook, 'prio', '1', 'handle', '1', 'bpf']);
+      }
+    });
+  }
+
+  // ---- events / counters ------------------------------------------------------------------
+
+  /**
+   * Drop and new-flow records as they arrive. Every iterator gets every record read after
+   * it started (the kernel queue is read once and fanned out). Ends on close().
+   */
+  events(): AsyncIterable<FlowEvent> {
+    return { [Symbol.asyncIterator]: () => this.subscribe() };
+  }
+
+  private subscribe(): AsyncIterator<FlowEvent> {
+    const buffered: FlowEvent[] = [];
+    let wake: (() => void) | undefined;
+    let done = this.closed;
+    const sub = (e: FlowEvent | null) => {
+      if (e === null) done = true;
+      else if (buffered.length < 65536) buffered.push(e);
+      wake?.();
+    };
+    this.subscribers.add(sub);
+    void this.init().then(() => this.startPolling(), (err: unknown) => {
+      this.log('error', 'datapath events unavailable', { error: (err as Error).message });
+      sub(null);
+    });
+    const finish = (): IteratorResult<FlowEvent> => {
+      this.subscribers.delete(sub);
+      if (this.subscribers.size === 0 && this.poller) {
+        clearInterval(this.poller);
+        this.poller = undefined;
+      }
+      done = true;
+      return { value: undefined, done: true };
+    };
+    return {
+      next: async (): Promise<IteratorResult<FlowEvent>> => {
+        for (;;) {
+          const e = buffered.shift();
+          if (e) return { value: e, done: false };
+          if (done) return finish();
+          await new Promise<void>((r) => { wake = r; });
+          wake = undefined;
+        }
+      },
+      return: async (): Promise<IteratorResult<FlowEvent>> => finish(),
+    };
+  }
+
+  private startPolling(): void {
+    if (this.poller || this.closed) return;
+    this.poller = setInterval(() => this.pollOnce(), this.pollMs);
+  }
+
+  /** Drains the kernel queue into the subscribers. */
+  private pollOnce(): void {
+    const q = this.events_;
+    if (!q) return;
+    const toEpoch = (ns: bigint) => this.monoOffsetMs + Number(ns / 1000n) / 1000;
+    for (let i = 0; i < 4096; i++) {
+      let buf: Buffer | undefined;
+      try {
+        buf = q.pop();
+      } catch (e) {
+        if (errnoOf(e) !== 'ENOENT') this.log('warn', 'reading datapath events', { error: (e as Error).message });
+        return;
+      }
+      if (!buf) return;
+      const ev = decodeFlowEvent(buf, toEpoch);
+      for (const s of this.subscribers) s(ev);
+    }
+  }
+
+  async counters(): Promise<DatapathCounters> {
+    await this.init();
+    const m = this.map('counters');
+    const read = (i: number): number => {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(i, 0);
+      const v = m.get(k);
+      return v ? Number(v.readBigUInt64LE(0)) : 0;
+    };
+    const out: DatapathCounters = {
+      allowed: { ingress: 0, egress: 0 },
+      dropped: { ingress: {}, egress: {} },
+    };
+    for (const d of ['ingress', 'egress'] as Direction[]) {
+      out.allowed[d] = read(counterIndex(d));
+      for (const r of Object.keys(dropReasonCodes) as DropReason[]) {
+        const n = read(counterIndex(d, r));
+        if (n > 0) out.dropped[d][r] = n;
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.poller) clearInterval(this.poller);
+    this.poller = undefined;
+    for (const s of [...this.subscribers]) s(null);
+    this.subscribers.clear();
+    await this.chain.catch(() => {});
+    this.closeMaps();
+    this.initialized = undefined;
+  }
+}
+
+// ---- map helpers ----------------------------------------------------------------------------
+
+/** Batch update when the map type has it (hash), one by one otherwise (LPM trie). */
+function setMany(m: RawMap, entries: [Buffer, Buffer][]): void {
+  if (entries.length === 0) return;
+  if (entries.length > 1) {
+    try {
+      m.setBatch(entries);
+      return;
+    } catch {
+      // Not supported for this map type: fall through to single updates.
+    }
+  }
+  for (const [k, v] of entries) m.set(k, v);
+}
+
+/** Deletes; a key that is already gone is not an error (apply is idempotent). */
+function deleteMany(m: RawMap, keys: Buffer[]): void {
+  for (const k of keys) m.delete(k);
+}
+
+function* readAll(m: RawMap): Generator<[Buffer, Buffer]> {
+  for (const [k, v] of m.entries()) yield [Buffer.from(k), Buffer.from(v)];
+}
+
+/** Mounts bpffs at `root` unless a bpffs is already mounted exactly there. */
+export async function ensureBpffs(root: string): Promise<void> {
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n');
+  const mounted = mounts.some((l) => {
+    const [, mnt, type] = l.split(' ');
+    return type === 'bpf' && mnt === root;
+  });
+  if (mounted) return;
+  await fs.mkdir(root, { recursive: true });
+  await runOk(`mounting bpffs at ${root}`, 'mount', ['-t', 'bpf', 'bpf', root]);
+}
