@@ -118,7 +118,9 @@ export class LinuxPodNetwork implements PodNetwork {
     const problems: string[] = [];
     const [host, pod] = await Promise.all([
       ipBatch([`link show dev ${s.hostIfName}`, `route show ${s.ipv4}/32`], { json: true, force: true }),
-      ipBatch([`link show dev ${s.podIfName}`, `addr show dev ${s.podIfName}`, 'route show',
+      // No `link show` before `addr show`: in one batch, iproute2 keeps the link dump's
+      // filter and the address dump then comes back without addresses.
+      ipBatch([`addr show dev ${s.podIfName}`, 'route show',
         `neigh show ${s.gateway} dev ${s.podIfName}`], { json: true, force: true, netns: s.netns }),
     ]);
     const hostOut = parseJsonLines(host.stdout);
@@ -146,19 +148,19 @@ export class LinuxPodNetwork implements PodNetwork {
     if (podLinkJ.address && podLinkJ.address !== s.podMac) {
       problems.push(`interface ${s.podIfName} has MAC ${podLinkJ.address}, expected ${s.podMac}`);
     }
-    const addrs = ((podOut[1]?.[0] as IpLink | undefined)?.addr_info ?? [])
+    const addrs = (podLinkJ.addr_info ?? [])
       .filter((a) => a.family === 'inet');
     if (!addrs.some((a) => a.local === s.ipv4 && a.prefixlen === 32)) {
       problems.push(`address ${s.ipv4}/32 is missing on ${s.podIfName}`);
     }
-    const routes = (podOut[2] ?? []) as IpRoute[];
+    const routes = (podOut[1] ?? []) as IpRoute[];
     if (!routes.some((r) => r.dst === s.gateway && r.dev === s.podIfName)) {
       problems.push(`route to gateway ${s.gateway} is missing`);
     }
     if (!routes.some((r) => r.dst === 'default' && r.gateway === s.gateway && r.dev === s.podIfName)) {
       problems.push(`default route via ${s.gateway} is missing`);
     }
-    const neigh = (podOut[3] ?? []) as IpNeigh[];
+    const neigh = (podOut[2] ?? []) as IpNeigh[];
     if (!neigh.some((n) => n.lladdr === s.hostMac && n.state?.includes('PERMANENT'))) {
       problems.push(`permanent neighbour ${s.gateway} -> ${s.hostMac} is missing`);
     }

@@ -1,0 +1,253 @@
+/**
+ * A private node for CNI system tests: its own "node" network namespace running a real
+ * palisade-agent process (dist/cmd/palisade-agent.js) with its own state dir, socket
+ * and bpffs mount, plus pod namespaces, and a way to invoke the real shim the way a
+ * container runtime does. Everything is named with a unique prefix and removed by
+ * `destroy()`, also after failures.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { uniquePrefix } from '../../helpers/privileged.ts';
+
+const pexec = promisify(execFile);
+export const ROOT = new URL('../../../', import.meta.url).pathname;
+export const AGENT_JS = join(ROOT, 'dist/cmd/palisade-agent.js');
+export const CNI_JS = join(ROOT, 'dist/cmd/palisade-cni.js');
+export const NODE = process.execPath;
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function sh(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', (e) => resolve({ code: -1, stdout: '', stderr: e.message }));
+    child.on('close', (code) => resolve({
+      code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(),
+    }));
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Builds dist/ when it is missing (tests run the compiled binaries, as a runtime would). */
+export async function ensureBuilt(): Promise<void> {
+  if (existsSync(AGENT_JS) && existsSync(CNI_JS)) return;
+  await pexec(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'tsconfig.json')], { cwd: ROOT })
+    .catch(() => undefined);
+  if (!existsSync(AGENT_JS)) throw new Error('dist/cmd/palisade-agent.js missing: run make build');
+}
+
+/**
+ * The datapath the test agents use: the real one (`linux`) unless
+ * PALISADE_TEST_DATAPATH says otherwise.
+ */
+export function testDatapath(): string {
+  return process.env.PALISADE_TEST_DATAPATH ?? 'linux';
+}
+
+export interface CniCall {
+  containerId: string;
+  netns?: string;
+  ifName?: string;
+  args?: string;
+  config?: Record<string, unknown>;
+  /** Raw stdin instead of the config. */
+  stdin?: string;
+  /** Environment overrides; a value of '' removes the variable. */
+  env?: Record<string, string>;
+}
+
+export interface CniAnswer extends Run {
+  json: Record<string, unknown> | undefined;
+}
+
+export class Node {
+  readonly prefix: string;
+  readonly dir: string;
+  readonly nodeNs: string;
+  readonly socket: string;
+  readonly stateDir: string;
+  readonly bpffs: string;
+  readonly cidr: string;
+  /** An address on the node's loopback, so node-to-pod traffic has a source. */
+  readonly nodeIp = '10.250.0.1';
+  private agent: ChildProcess | undefined;
+  agentLog = '';
+  private readonly pods: string[] = [];
+  private bpffsMounted = false;
+
+  constructor(tag: string, cidr: string) {
+    this.prefix = uniquePrefix(tag);
+    this.dir = mkdtempSync(join(tmpdir(), `${this.prefix}-`));
+    this.nodeNs = `${this.prefix}n`;
+    this.socket = join(this.dir, 'run', 'cni.sock');
+    this.stateDir = join(this.dir, 'state');
+    this.bpffs = join(this.dir, 'bpffs');
+    this.cidr = cidr;
+  }
+
+  get pendingDelDir(): string {
+    return join(this.dir, 'run', 'pending-del');
+  }
+
+  async init(): Promise<void> {
+    await ensureBuilt();
+    mkdirSync(this.bpffs, { recursive: true });
+    const m = await sh('mount', ['-t', 'bpf', 'bpf', this.bpffs]);
+    if (m.code !== 0) throw new Error(`mounting bpffs: ${m.stderr}`);
+    this.bpffsMounted = true;
+    await this.must('ip', ['netns', 'add', this.nodeNs]);
+    await this.must('ip', ['-n', this.nodeNs, 'link', 'set', 'lo', 'up']);
+    await this.must('ip', ['-n', this.nodeNs, 'addr', 'add', `${this.nodeIp}/32`, 'dev', 'lo']);
+  }
+
+  async must(cmd: string, args: string[], input?: string): Promise<Run> {
+    const r = await sh(cmd, args, { input });
+    if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr.trim()}`);
+    return r;
+  }
+
+  /** Runs a command inside the node namespace. */
+  inNode(cmd: string, args: string[]): Promise<Run> {
+    return sh('ip', ['netns', 'exec', this.nodeNs, cmd, ...args]);
+  }
+
+  async addPod(name: string): Promise<string> {
+    const ns = `${this.prefix}${name}`;
+    await this.must('ip', ['netns', 'add', ns]);
+    this.pods.push(ns);
+    return `/var/run/netns/${ns}`;
+  }
+
+  async removePod(path: string): Promise<void> {
+    const ns = path.split('/').pop()!;
+    await sh('ip', ['netns', 'del', ns]);
+  }
+
+  inPod(path: string, cmd: string, args: string[]): Promise<Run> {
+    return sh('nsenter', [`--net=${path}`, cmd, ...args]);
+  }
+
+  agentArgs(extra: string[] = []): string[] {
+    return ['--standalone', '--node-name', `${this.prefix}-node`, '--pod-cidr', this.cidr,
+      '--state-dir', this.stateDir, '--api-socket', this.socket, '--bpffs-root', this.bpffs,
+      '--datapath', testDatapath(), ...extra];
+  }
+
+  /** Starts the agent inside the node namespace and waits until /readyz answers. */
+  async startAgent(extra: string[] = []): Promise<void> {
+    if (this.agent) throw new Error('agent already running');
+    const child = spawn('nsenter', [`--net=/var/run/netns/${this.nodeNs}`, NODE, '--enable-source-maps',
+      AGENT_JS, ...this.agentArgs(extra)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.agent = child;
+    child.stdout!.on('data', (c: Buffer) => { this.agentLog += c.toString(); });
+    child.stderr!.on('data', (c: Buffer) => { this.agentLog += c.toString(); });
+    const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const r = await Promise.race([
+        this.get('/readyz').catch(() => undefined),
+        exited.then((code) => ({ exited: code })),
+      ]);
+      if (r && 'exited' in r) {
+        this.agent = undefined;
+        throw new Error(`agent exited with ${r.exited}:\n${this.agentLog}`);
+      }
+      if (r && r.status === 200) return;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error(`agent not ready within 30 s:\n${this.agentLog}`);
+  }
+
+  /** Stops the agent (SIGTERM by default) and waits for it to exit. */
+  async stopAgent(signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
+    const child = this.agent;
+    if (!child) return 0;
+    this.agent = undefined;
+    if (child.exitCode !== null) return child.exitCode;
+    const exited = new Promise<number>((resolve) => child.once('exit', (code, sig) => resolve(code ?? (sig ? 128 : -1))));
+    child.kill(signal);
+    return exited;
+  }
+
+  get(path: string): Promise<{ status: number; body: unknown }> {
+    return new Promise((resolve, reject) => {
+      const r = request({ socketPath: this.socket, path, method: 'GET', timeout: 5000 }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let body: unknown = text;
+          try { body = JSON.parse(text); } catch { /* text */ }
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+      });
+      r.on('error', reject);
+      r.on('timeout', () => r.destroy(new Error('timeout')));
+      r.end();
+    });
+  }
+
+  netConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
+    return { cniVersion: '1.1.0', name: `${this.prefix}net`, type: 'palisade', agentSocket: this.socket, ...extra };
+  }
+
+  /** Invokes the real shim (node dist/cmd/palisade-cni.js) as a runtime does. */
+  async cni(command: string, call: CniCall): Promise<CniAnswer> {
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: call.containerId,
+      CNI_NETNS: call.netns ?? '',
+      CNI_IFNAME: call.ifName ?? 'eth0',
+      CNI_PATH: '/opt/cni/bin',
+      CNI_ARGS: call.args ?? `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${call.containerId}`,
+    };
+    for (const [k, v] of Object.entries(call.env ?? {})) {
+      if (v === '') delete env[k];
+      else env[k] = v;
+    }
+    const r = await sh(NODE, [CNI_JS], { env, input: call.stdin ?? JSON.stringify(call.config ?? this.netConfig()) });
+    let json: Record<string, unknown> | undefined;
+    try { json = r.stdout.trim() ? JSON.parse(r.stdout) as Record<string, unknown> : undefined; } catch { json = undefined; }
+    return { ...r, json };
+  }
+
+  /** Host-side veths in the node namespace. */
+  async hostLinks(): Promise<string[]> {
+    const r = await this.must('ip', ['-n', this.nodeNs, '-j', 'link', 'show', 'type', 'veth']);
+    return (JSON.parse(r.stdout || '[]') as { ifname: string }[]).map((l) => l.ifname);
+  }
+
+  /** Lease count in the agent's persisted IPAM state. */
+  leases(): { ip: string; containerId: string }[] {
+    const file = join(this.stateDir, 'ipam.json');
+    if (!existsSync(file)) return [];
+    return (JSON.parse(readFileSync(file, 'utf8')) as { leases: { ip: string; containerId: string }[] }).leases;
+  }
+
+  endpointFiles(): string[] {
+    const d = join(this.stateDir, 'endpoints');
+    return existsSync(d) ? readdirSync(d).filter((f) => f.endsWith('.json')) : [];
+  }
+
+  async destroy(): Promise<void> {
+    await this.stopAgent('SIGKILL').catch(() => undefined);
+    for (const ns of this.pods) await sh('ip', ['netns', 'del', ns]);
+    await sh('ip', ['netns', 'del', this.nodeNs]);
+    if (this.bpffsMounted) await sh('umount', [this.bpffs]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
