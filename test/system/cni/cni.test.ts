@@ -1,7 +1,7 @@
 // The CNI plugin end to end: the real shim talking to a real agent process that sets up
 // real veths and namespaces (root only). Each suite has its own node namespace, agent,
 // state dir, socket and bpffs mount, all removed afterwards.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../../helpers/privileged.ts';
 import { Node } from './harness.ts';
 
