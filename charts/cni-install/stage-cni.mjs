@@ -7,8 +7,9 @@
 //   OUT/palisade.d-<hash>/app/     the shim's compiled files and a {"type":"module"} marker
 //   OUT/install-cni.sh             installs OUT into a CNI bin dir (atomic rename)
 //
-// The launcher runs node through the bundled loader with --library-path, so the host's
-// libc and libstdc++ are never used. <hash> is a content hash, so a new version installs
+// The launcher runs node through the bundled loader with --library-path and
+// --inhibit-cache (no host /etc/ld.so.cache), so the host's libc and libstdc++ are never
+// used. <hash> is a content hash, so a new version installs
 // next to the old one and the launcher switches with one rename.
 //
 // The shim must import only node: builtins and its own files; anything else (an npm
@@ -125,7 +126,7 @@ function main() {
     renameSync(tree, join(work, name));
 
     const run = loader
-      ? `"$d/lib/${basename(loader)}" --library-path "$d/lib" "$d/node"`
+      ? `"$d/lib/${basename(loader)}" --inhibit-cache --library-path "$d/lib" "$d/node"`
       : '"$d/node"';
     writeFileSync(join(work, 'palisade'), [
       '#!/bin/sh',
