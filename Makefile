@@ -59,5 +59,10 @@ bench-%: build
 kind-up kind-install kind-e2e kind-down:
 	./test/kind/$@.sh
 
+# Regenerates manifests/ from the chart (test/unit/chart/chart.test.ts checks they match).
+.PHONY: manifests
+manifests:
+	./charts/render-manifests.sh
+
 clean:
 	rm -rf dist bin bpf/out bench/out
