@@ -77,6 +77,16 @@ describe('ipcache', () => {
     expect([...c.result('node-1').identities.values()].some((l) => l.namespace === 'z' && l['pod:pod'] === 'c')).toBe(true);
   });
 
+  test('dual-stack pods contribute their IPv4 address only', () => {
+    const c = upstreamModel();
+    const p = c.pods.get('z/c')!;
+    c.pods.set('z/c', { ...p, status: { ...p.status, podIP: 'fd00::5', podIPs: [{ ip: 'fd00::5' }, { ip: '10.244.0.200' }] } });
+    c.changed();
+    const ipc = ipcacheOf(c, 'node-1');
+    expect(ipc.has('10.244.0.200/32')).toBe(true);
+    expect([...ipc.keys()].some((k) => k.includes(':'))).toBe(false);
+  });
+
   test('hostAddresses map to host', () => {
     const c = new TestCluster(1, { hostAddresses: ['10.244.0.1'] });
     c.pod('x', 'a');

@@ -196,4 +196,31 @@ describe('rule 27: fail closed', () => {
     expectProbes(c, ['y/a > x/a 80/TCP .']);
     expect(c.problems()).toEqual([]);
   });
+
+  test('malformed objects never throw: each yields a problem and its policy still isolates', () => {
+    const shapes: Record<string, unknown>[] = [
+      { ingress: [{ from: 'x' }] },
+      { ingress: [{ ports: {} }] },
+      { ingress: [{ ports: [{ port: {} }] }] },
+      { ingress: [{ ports: [null] }] },
+      { ingress: [{ from: [null] }] },
+      { ingress: [{ from: [{ ipBlock: { cidr: 5 } }] }] },
+      { ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8', except: 'x' } }] }] },
+      { ingress: [{ from: [{ podSelector: { matchLabels: [] } }] }] },
+      { ingress: [{ from: [{ podSelector: { matchLabels: { a: 1 } } }] }] },
+      { ingress: [{ from: [{ podSelector: { matchExpressions: {} } }] }] },
+      { ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: 'a', operator: 'In', values: 'b' }] } }] }] },
+      { ingress: [{ from: [{ podSelector: { matchExpressions: [null] } }] }] },
+      { policyTypes: 'Ingress' },
+      { ingress: 'all' },
+    ];
+    for (const [i, extra] of shapes.entries()) {
+      const c = upstreamModel();
+      c.policy('x', 'p', { podSelector: pod('a'), ...extra } as Partial<NetworkPolicySpec>);
+      expect(() => c.result('node-0'), `shape ${i}`).not.toThrow();
+      expect(c.problems().length, `shape ${i}: ${JSON.stringify(extra)}`).toBeGreaterThan(0);
+      expect(c.can('y/a', 'x/a', 80), `shape ${i}`).toBe(false);
+      expect(c.can('y/a', 'x/c', 80), `shape ${i}`).toBe(true);
+    }
+  });
 });
