@@ -27,9 +27,13 @@ interface Page {
 /** Loads a kubeconfig file (or the in-cluster service account when `path` is undefined). */
 export function loadKubeConfig(path?: string): KubeConfig {
   const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) throw new Error('loading kubeconfig: no current cluster');
+  try {
+    if (path) kc.loadFromFile(path);
+    else kc.loadFromDefault();
+  } catch (err) {
+    throw new Error(`loading kubeconfig ${path ?? '(default)'}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!kc.getCurrentCluster()) throw new Error(`loading kubeconfig ${path ?? '(default)'}: no current cluster`);
   return kc;
 }
 

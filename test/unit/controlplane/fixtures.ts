@@ -16,7 +16,7 @@ export function pod(ns: string, name: string, ip: string, labels: Record<string,
   return {
     kind: 'Pod',
     metadata: { name, namespace: ns, labels },
-    spec: { nodeName: node, containers: [{ name: 'c', ports: [{ name: 'serve-80-tcp', containerPort: 80, protocol: 'TCP' }] }] },
+    spec: { nodeName: node, containers: [{ name: 'c', image: 'probe', ports: [{ name: 'serve-80-tcp', containerPort: 80, protocol: 'TCP' }] }] },
     status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
   };
 }
