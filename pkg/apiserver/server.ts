@@ -29,6 +29,7 @@ import {
 } from './errors.ts';
 import { isObj, metaOf, objAt, strAt, type KObject, type Obj } from './json.ts';
 import { jsonPatch, mergePatch, PATCH_SCHEMAS, strategicMergePatch } from './patch.ts';
+import { decodeProtobufObject } from './protobuf.ts';
 import { apiVersionOf, type ResourceType } from './registry.ts';
 import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import type { ObjectFilter, Store, WatchEvent, WriteOptions } from './store.ts';
@@ -440,6 +441,10 @@ function sendJson(res: ServerResponse, code: number, body: unknown, contentType 
 }
 
 async function readRaw(req: IncomingMessage): Promise<string> {
+  return (await readBytes(req)).toString('utf8');
+}
+
+async function readBytes(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {
@@ -447,14 +452,16 @@ async function readRaw(req: IncomingMessage): Promise<string> {
     if (size > MAX_BODY) throw new ApiError(413, 'RequestEntityTooLarge', 'request entity too large');
     chunks.push(c as Buffer);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 /** Decodes a JSON or YAML request body. */
 async function readBody(req: IncomingMessage, _t: ResourceType): Promise<unknown> {
-  const raw = await readRaw(req);
-  if (raw.trim() === '') return undefined;
+  const bytes = await readBytes(req);
   const ctype = (req.headers['content-type'] ?? 'application/json').split(';')[0]?.trim();
+  if (ctype === 'application/vnd.kubernetes.protobuf') return decodeProtobufObject(bytes);
+  const raw = bytes.toString('utf8');
+  if (raw.trim() === '') return undefined;
   try {
     if (ctype === 'application/yaml' || ctype === 'application/x-yaml') return parseYaml(raw);
     return JSON.parse(raw);

@@ -183,6 +183,26 @@ spec: {color: red, colour: red}
     expect(lab.server.get('v1', 'ConfigMap', 'shop', 'cfg').data).toEqual({ k: '2' });
   });
 
+  it('creates namespaces, configmaps and services with kubectl create (protobuf bodies)', async () => {
+    expect(await lab.kubectl(['create', 'ns', 'gen'])).toContain('namespace/gen created');
+    await lab.kubectl(['create', 'cm', 'c', '-n', 'gen', '--from-literal=a=b', '--from-literal=c=d']);
+    expect(lab.server.get('v1', 'ConfigMap', 'gen', 'c').data).toEqual({ a: 'b', c: 'd' });
+    const args = ['create', 'svc', 'nodeport', 's', '-n', 'gen', '--tcp=80:http', '--node-port=30080'];
+    await lab.kubectl(args);
+    // What kubectl meant to send, in JSON, against what the server decoded from protobuf.
+    const want = JSON.parse(await lab.kubectl([...args, '--dry-run=client', '-o', 'json']));
+    const got = lab.server.get('v1', 'Service', 'gen', 's');
+    const spec = got.spec as Record<string, unknown>;
+    expect(got.metadata.labels).toEqual(want.metadata.labels);
+    expect(spec.selector).toEqual(want.spec.selector);
+    expect(spec.type).toBe('NodePort');
+    expect(spec.ports).toEqual(want.spec.ports);
+    expect(spec.clusterIP).toMatch(/^10\.96\./);
+    await lab.kubectl(['create', 'svc', 'externalname', 'ext', '-n', 'gen', '--external-name=db.example.com']);
+    expect((lab.server.get('v1', 'Service', 'gen', 'ext').spec as Record<string, unknown>).externalName).toBe('db.example.com');
+    expect(await lab.kubectl(['get', 'svc', '-n', 'gen', 's'])).toMatch(/^s\s+NodePort\s+10\.96\.\d+\.\d+\s+<none>\s+80:30080\/TCP\s+\d+s/m);
+  });
+
   it('deletes a namespace with its contents', async () => {
     await lab.kubectl(['delete', 'ns', 'shop']);
     expect(lab.server.list('v1', 'Pod', 'shop')).toEqual([]);
