@@ -14,7 +14,7 @@
  *   differently across the pods of one identity) -> CIDR identities.
  */
 import {
-  PROTO_ANY, type CidrEntry, type DatapathState, type Direction, type EndpointEntry,
+  PROTO_ANY, type DatapathState, type Direction, type EndpointEntry,
   type IpcacheEntry, type PolicyEntry,
 } from '../datapath/types.ts';
 import { entryKey } from '../datapath/diff.ts';
@@ -104,6 +104,11 @@ interface PendingOverlay {
   prefixes: { prefix: Prefix; members: string[]; allows: Allow[] }[];
 }
 
+/**
+ * Compiles snapshots for one node. Keep one instance per agent: its identity allocators
+ * keep numbers stable across compiles. Snapshot objects are treated as immutable (as the
+ * store hands them out): per-object caches assume a changed object is a new object.
+ */
 export class PolicyCompiler {
   readonly l7ProxyPort: number;
   readonly hostAddresses: readonly string[];
@@ -688,5 +693,3 @@ function sortByKey<T>(xs: T[], key: (e: T) => string): T[] {
   keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
   return keyed.map((x) => x.e);
 }
-
-export type { CidrEntry };

@@ -3,7 +3,7 @@
  * entry invalidates the whole list: dropping one entry could turn a list into "all ports"
  * (an empty list), so the caller makes the rule allow nothing instead (NETPOL 27).
  */
-import { PROTO_ANY, PROTO_SCTP, PROTO_TCP, PROTO_UDP } from '../datapath/types.ts';
+import { PROTO_SCTP, PROTO_TCP, PROTO_UDP } from '../datapath/types.ts';
 import type { HttpRule, NetworkPolicyPort } from './snapshot.ts';
 
 export type PortSpec =
@@ -157,5 +157,3 @@ export function parsePorts(
   });
   return problems.length > 0 ? { problems } : { specs };
 }
-
-export { PROTO_ANY };
