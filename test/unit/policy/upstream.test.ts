@@ -134,6 +134,66 @@ const cases: Case[] = [
       '81/UDP': (_f, t) => t === 'x/a',
     },
   },
+  {
+    name: "should support a 'default-deny-egress' policy",
+    setup: (c) => c.policy('x', 'deny-egress', { podSelector: {}, policyTypes: ['Egress'] }),
+    blocked: { '80/TCP': (f) => nsOf(f) === 'x', '81/UDP': (f) => nsOf(f) === 'x' },
+  },
+  {
+    name: 'should enforce policy to allow traffic based on NamespaceSelector with MatchExpressions',
+    setup: (c) => {
+      c.relabelNs('y', { ns: 'y' });
+      c.policy('x', 'allow-ns-y', {
+        podSelector: pod('a'),
+        ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'In', values: ['y'] }] } }] }],
+      });
+    },
+    blocked: { '80/TCP': (f, t) => t === 'x/a' && nsOf(f) !== 'y' },
+  },
+  {
+    name: 'should enforce policy based on any PodSelectors (two peers)',
+    setup: (c) => c.policy('x', 'allow-b-c', {
+      podSelector: pod('a'), ingress: [{ from: [{ podSelector: pod('b') }, { podSelector: pod('c') }] }],
+    }),
+    blocked: { '80/TCP': (f, t) => t === 'x/a' && f !== 'x/b' && f !== 'x/c' },
+  },
+  {
+    name: 'should allow egress access on one named port',
+    setup: (c) => c.policy('x', 'allow-egress-81', {
+      podSelector: {}, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'serve-81-udp', protocol: 'UDP' }] }],
+    }),
+    blocked: {
+      '81/UDP': () => false,
+      '80/UDP': (f) => nsOf(f) === 'x',
+      '81/TCP': (f) => nsOf(f) === 'x',
+    },
+  },
+  {
+    name: 'should enforce ingress policy allowing any port traffic to a server on a specific protocol',
+    setup: (c) => c.policy('x', 'allow-udp', { podSelector: pod('a'), ingress: [{ ports: [{ protocol: 'UDP' }] }] }),
+    blocked: { '80/TCP': (_f, t) => t === 'x/a', '80/UDP': () => false, '81/UDP': () => false, '80/SCTP': (_f, t) => t === 'x/a' },
+  },
+  {
+    name: 'should enforce policies to check ingress and egress policies can be controlled independently based on PodSelector',
+    setup: (c) => {
+      c.policy('x', 'allow-all-egress', { podSelector: {}, policyTypes: ['Egress'], egress: [{}] });
+      c.policy('x', 'deny-egress-a', { podSelector: pod('a'), policyTypes: ['Egress'] });
+    },
+    blocked: { '80/TCP': () => false },
+  },
+  {
+    name: 'should support allow-all policy',
+    setup: (c) => c.policy('x', 'allow-all', { podSelector: {}, ingress: [{}] }),
+    blocked: { '80/TCP': () => false, '81/UDP': () => false },
+  },
+  {
+    name: 'should enforce updated policy: ingress from a pod with a given label after the pod is relabelled',
+    setup: (c) => {
+      c.policy('x', 'allow-pod-new', { podSelector: pod('a'), ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { pod: 'new' } } }] }] });
+      c.relabel('z/b', { pod: 'new' });
+    },
+    blocked: { '80/TCP': (f, t) => t === 'x/a' && f !== 'z/b' },
+  },
 ];
 
 describe('upstream e2e model', () => {
