@@ -13,7 +13,9 @@ import { createKubernetesControlPlane, type KubernetesControlPlane } from '../..
 import { MemoryRouting } from '../../../pkg/controlplane/routes.ts';
 import type { DatapathState } from '../../../pkg/datapath/types.ts';
 import type { LocalEndpoint, NetworkPolicy, Node, Namespace, Pod } from '../../../pkg/policy/snapshot.ts';
-import { canonical, MapDatapath, RecordingLogger } from './fakes.ts';
+import { MemoryDatapath } from '../../../pkg/datapath/memory/index.ts';
+import { PROTO_TCP } from '../../../pkg/datapath/types.ts';
+import { canonical, RecordingLogger } from './fakes.ts';
 import { allowFrom, denyAll, endpoint, namespace, node, NODE, pod } from './fixtures.ts';
 
 const CRDS = new URL('../../../manifests/crds.yaml', import.meta.url).pathname;
@@ -77,7 +79,7 @@ describe('control plane against the in-memory API server', () => {
   let api: Api;
   let dir: string;
   let cp: KubernetesControlPlane;
-  const datapath = new MapDatapath();
+  const datapath = new MemoryDatapath();
   const routing = new MemoryRouting();
   const log = new RecordingLogger();
   const eps = [endpoint(1, 'x', 'a', '10.244.0.11'), endpoint(2, 'x', 'b', '10.244.0.12'), endpoint(3, 'y', 'a', '10.244.0.21')];
@@ -127,14 +129,24 @@ describe('control plane against the in-memory API server', () => {
   it('applies, updates and deletes NetworkPolicies', async () => {
     api.apply(denyAll('x'));
     await converged();
-    const ep = [...datapath.maps.endpoints.values()].find((e) => (e as { endpointId: number }).endpointId === 1);
+    const ep = [...datapath.endpoints.values()].find((e) => (e as { endpointId: number }).endpointId === 1);
     expect(ep).toMatchObject({ ingressEnforced: true, egressEnforced: true });
+    // A new TCP connection from x/b (10.244.0.12) entering x/a (endpoint 1) on `port`.
+    const syn = (port: number) => datapath.verdict({
+      ifindex: eps[0]!.ifindex, direction: 'ingress', srcIp: '10.244.0.12', dstIp: '10.244.0.11',
+      protocol: PROTO_TCP, srcPort: 40000 + port, dstPort: port, tcpFlags: 0x02,
+    }).verdict;
+    expect(syn(80)).toBe('dropped');
     api.apply(allowFrom('x', 'ab', 'a', 'b', 80));
     await converged();
+    expect(syn(80)).toBe('allowed');
+    expect(syn(81)).toBe('dropped');
     api.apply(allowFrom('x', 'ab', 'a', 'b', 8080));
     await converged();
-    expect([...datapath.maps.policy.values()].some((e) => (e as { port: number }).port === 8080)).toBe(true);
-    expect([...datapath.maps.policy.values()].some((e) => (e as { port: number }).port === 80)).toBe(false);
+    expect(syn(8080)).toBe('allowed');
+    expect(syn(80)).toBe('dropped');
+    expect([...datapath.policy.values()].some((e) => (e as { port: number }).port === 8080)).toBe(true);
+    expect([...datapath.policy.values()].some((e) => (e as { port: number }).port === 80)).toBe(false);
     api.delete('NetworkPolicy', 'x', 'deny');
     await converged();
   });
@@ -209,7 +221,7 @@ describe('control plane without the PalisadeNetworkPolicy CRD', () => {
     const server = await startApiServer();
     const api = new Api(server);
     const log = new RecordingLogger();
-    const datapath = new MapDatapath();
+    const datapath = new MemoryDatapath();
     let cp: KubernetesControlPlane | undefined;
     try {
       await server.writeKubeconfig(join(dir, 'kubeconfig'));
@@ -231,7 +243,7 @@ describe('control plane without the PalisadeNetworkPolicy CRD', () => {
   });
 
   it('rejects a missing kubeconfig with a clear error', async () => {
-    await expect(createKubernetesControlPlane({ kubeconfig: '/nonexistent/kubeconfig', nodeName: NODE, datapath: new MapDatapath() }))
+    await expect(createKubernetesControlPlane({ kubeconfig: '/nonexistent/kubeconfig', nodeName: NODE, datapath: new MemoryDatapath() }))
       .rejects.toThrow(/loading kubeconfig \/nonexistent\/kubeconfig/);
   });
 });
