@@ -11,8 +11,19 @@
 #   E2E_PARALLEL  ginkgo processes      (default 6; 1 runs e2e.test directly)
 #   E2E_CACHE     download cache        (default ~/.cache/palisade-e2e)
 # Results: $ARTIFACTS/e2e/ (JUnit), e2e.log, agent logs, Palisade objects, kind logs.
+# `kind-e2e.sh --print-filters` prints the focus and skip regexps and exits.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+
+# Single quotes: inside ${VAR:-default} bash would strip the backslashes and turn
+# \[Serial\] into a character class that skips nearly every spec.
+default_skip='SCTP|\[Serial\]|\[Disruptive\]'
+focus=${E2E_FOCUS:-Netpol}
+skip=${E2E_SKIP:-$default_skip}
+if [ "${1:-}" = "--print-filters" ]; then
+  printf 'focus=%s\nskip=%s\n' "$focus" "$skip"
+  exit 0
+fi
 need docker kind kubectl curl tar sha512sum
 
 cluster_exists || die "no kind cluster $cluster; run make kind-up and make kind-install first"
@@ -70,8 +81,6 @@ trap collect EXIT
 
 kubeconfig="$artifacts/kubeconfig"
 kind get kubeconfig --name "$cluster" > "$kubeconfig"
-focus=${E2E_FOCUS:-Netpol}
-skip=${E2E_SKIP:-SCTP|\[Serial\]|\[Disruptive\]}
 parallel=${E2E_PARALLEL:-6}
 e2e_args=(--kubeconfig="$kubeconfig" --provider=local --report-dir="$artifacts/e2e"
   --disable-log-dump=true --dump-logs-on-failure=false)

@@ -44,6 +44,20 @@ describe('test/kind scripts', () => {
     });
   }
 
+  it('kind-e2e.sh selects the Netpol specs and skips only SCTP, [Serial] and [Disruptive] ones', () => {
+    const r = spawnSync(scriptPath('kind-e2e'), ['--print-filters'], { encoding: 'utf8', env: { PATH: bare, HOME: bare } });
+    expect(r.status, r.stderr).toBe(0);
+    const f = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const focus = new RegExp(f.focus!);
+    const skip = new RegExp(f.skip!);
+    const run = (spec: string) => focus.test(spec) && !skip.test(spec);
+    expect(run("[sig-network] Netpol NetworkPolicy between server and client should support a 'default-deny-ingress' policy [Feature:NetworkPolicy]")).toBe(true);
+    expect(run('[sig-network] Netpol NetworkPolicy between server and client using UDP should enforce policy based on Ports [Feature:NetworkPolicy]')).toBe(true);
+    expect(run("[sig-network] Netpol [Feature:SCTPConnectivity][LinuxOnly] NetworkPolicy between server and client using SCTP should support a 'default-deny-ingress' policy [Feature:NetworkPolicy]")).toBe(false);
+    expect(run('[sig-network] Netpol NetworkPolicy between server and client should do something [Serial]')).toBe(false);
+    expect(run('[sig-network] Services should serve a basic endpoint from pods [Conformance]')).toBe(false);
+  });
+
   const shellcheck = which('shellcheck');
   if (!shellcheck) console.warn('SKIP shellcheck: not installed (apt-get install shellcheck)');
   it.skipIf(!shellcheck)('pass shellcheck, with the sh install script checked as POSIX sh', () => {
