@@ -13,7 +13,8 @@ import {
 } from '../datapath/types.ts';
 import { IDENTITY_ANY, IDENTITY_HOST, IDENTITY_WORLD, reservedIdentityNames } from '../identity/reserved.ts';
 import { LpmTable, formatPrefix, parseCidr, parseIpv4, type Prefix } from './ip.ts';
-import type { CompileResult } from './types.ts';
+import type { CompileResult, L7Rules } from './types.ts';
+import { entryKey } from '../datapath/diff.ts';
 
 export interface VerdictQuery {
   endpointId: number;
@@ -181,6 +182,22 @@ export function evaluate(state: DatapathState, q: VerdictQuery): Verdict {
   }
   // 7. Nothing allows it.
   return { ...base, allowed: false, reason: 'default-deny' };
+}
+
+const l7Indexes = new WeakMap<readonly L7Rules[], Map<string, L7Rules>>();
+
+/**
+ * The HTTP rules behind a redirected verdict (the record of the entry that decided), for
+ * the L7 proxy; undefined when the verdict does not redirect.
+ */
+export function l7RulesFor(result: CompileResult, v: Verdict): L7Rules | undefined {
+  if (!v.entry || v.proxyPort === 0 || !result.l7) return undefined;
+  let ix = l7Indexes.get(result.l7);
+  if (!ix) {
+    ix = new Map(result.l7.map((r) => [entryKey.policy(r as unknown as PolicyEntry), r]));
+    l7Indexes.set(result.l7, ix);
+  }
+  return ix.get(entryKey.policy(v.entry));
 }
 
 /** Human-readable name of an identity, from a compile result. */

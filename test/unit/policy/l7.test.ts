@@ -6,6 +6,7 @@
 import { describe, expect, test } from 'vitest';
 import { IDENTITY_ANY } from '../../../pkg/identity/reserved.ts';
 import type { NetworkPolicySpec } from '../../../pkg/policy/snapshot.ts';
+import { l7RulesFor } from '../../../pkg/policy/evaluate.ts';
 import { upstreamModel } from './cluster.ts';
 
 const PROXY = 15001;
@@ -84,6 +85,23 @@ describe('L7 http rules', () => {
     const v = c.verdict('x/a', 'ingress', '8.8.8.8', 80);
     expect(v).toMatchObject({ allowed: true, proxyPort: PROXY, cidr: '8.8.8.0/24' });
     expect(c.result('node-0').l7![0]!.peer).toBe(v.peerIdentity);
+  });
+
+  test('l7RulesFor finds the rules behind a redirected verdict, through the CIDR lookup too', () => {
+    const c = cluster();
+    c.policy('x', 'l7', {
+      podSelector: pod('a'),
+      ingress: [
+        { from: [{ podSelector: pod('b') }], ports: [{ port: 80, http: [{ path: '/b' }] }] },
+        { from: [{ ipBlock: { cidr: '8.8.8.0/24' } }], ports: [{ port: 80, http: [{ path: '/outside' }] }, { port: 81 }] },
+      ],
+    }, 'PalisadeNetworkPolicy');
+    const r = c.result('node-0');
+    const paths = (ip: string, port: number) => l7RulesFor(r, c.verdict('x/a', 'ingress', ip, port))?.http.map((h) => h.path);
+    expect(paths(c.ipOf('x/b'), 80)).toEqual(['/b']);
+    expect(paths('8.8.8.8', 80)).toEqual(['/outside']);
+    expect(paths('8.8.8.8', 81)).toBeUndefined();
+    expect(paths(c.ipOf('x/c'), 80)).toBeUndefined();
   });
 
   test('http rules on UDP fail closed', () => {
