@@ -26,9 +26,14 @@ diagnose() {
 }
 trap diagnose ERR
 
-repo_part=${image%:*}
-tag_part=${image##*:}
-[ "$tag_part" != "$image" ] || tag_part=latest
+# Split repo:tag at the last colon after the last slash (a registry may carry a port).
+if [[ "${image##*/}" == *:* ]]; then
+  repo_part=${image%:*}
+  tag_part=${image##*:}
+else
+  repo_part=$image
+  tag_part=latest
+fi
 helm upgrade --install palisade "$repo/charts/palisade" \
   --kube-context "kind-$cluster" --namespace kube-system \
   --set image.repository="$repo_part" --set image.tag="$tag_part" \
