@@ -3,7 +3,7 @@
 // state dir, socket and bpffs mount, all removed afterwards.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../../helpers/privileged.ts';
-import { Node } from './harness.ts';
+import { Node, testDatapath } from './harness.ts';
 
 function expectSpecError(r: { code: number; json: Record<string, unknown> | undefined; stdout: string }, code: number): void {
   expect(r.code, r.stdout).not.toBe(0);
@@ -118,8 +118,17 @@ describePrivileged('CNI ADD/CHECK/DEL against a real agent', () => {
     expectSpecError(await node.cni('CHECK', { containerId: 'nope', netns: p1, config: node.netConfig({ prevResult: add1 }) }), 3);
   });
 
+  it.skipIf(testDatapath() !== 'linux')('ADD attached the programs and wrote the endpoint map entry', async () => {
+    const eps = (await node.get('/v1/endpoints')).body as { containerId: string; ifindex: number }[];
+    const ifindex = eps.find((e) => e.containerId === 'ctr1')!.ifindex;
+    expect(node.pinnedLinks(ifindex).sort()).toEqual([`${ifindex}-egress`, `${ifindex}-ingress`]);
+    expect(await node.endpointMapKeys()).toContain(ifindex);
+  });
+
   it('DEL removes the veth, the address, the lease and the endpoint; a second DEL succeeds', async () => {
     const host = (add1.interfaces as { name: string }[])[0]!.name;
+    const ifindex = ((await node.get('/v1/endpoints')).body as { containerId: string; ifindex: number }[])
+      .find((e) => e.containerId === 'ctr1')!.ifindex;
     const r = await node.cni('DEL', { containerId: 'ctr1', netns: p1, config: node.netConfig({ prevResult: add1 }) });
     expect(r.code, r.stdout).toBe(0);
     expect(r.stdout).toBe('');
@@ -129,6 +138,10 @@ describePrivileged('CNI ADD/CHECK/DEL against a real agent', () => {
     expect(node.leases().map((l) => l.ip)).not.toContain(ip1);
     const eps = (await node.get('/v1/endpoints')).body as { containerId: string }[];
     expect(eps.map((e) => e.containerId)).not.toContain('ctr1');
+    if (testDatapath() === 'linux') {
+      expect(node.pinnedLinks(ifindex)).toEqual([]);
+      expect(await node.endpointMapKeys()).not.toContain(ifindex);
+    }
     const again = await node.cni('DEL', { containerId: 'ctr1', netns: p1 });
     expect(again.code, again.stdout).toBe(0);
   });

@@ -243,6 +243,25 @@ export class Node {
     return existsSync(d) ? readdirSync(d).filter((f) => f.endsWith('.json')) : [];
   }
 
+  /** Pinned tcx links of the programs on a host veth (LinuxDatapath pins them per ifindex). */
+  pinnedLinks(ifindex: number): string[] {
+    const d = join(this.bpffs, 'palisade', 'links');
+    return existsSync(d) ? readdirSync(d).filter((f) => f.startsWith(`${ifindex}-`)) : [];
+  }
+
+  /** Keys (host-veth ifindexes) of the pinned endpoints map, read with bpftool. */
+  async endpointMapKeys(): Promise<number[]> {
+    const r = await this.must('bpftool', ['-j', 'map', 'dump', 'pinned', join(this.bpffs, 'palisade', 'maps', 'pal_endpoints')]);
+    const entries = JSON.parse(r.stdout || '[]') as { key: unknown; formatted?: { key: unknown } }[];
+    return entries.map((e) => {
+      const k = e.formatted?.key ?? e.key;
+      if (typeof k === 'number') return k;
+      if (Array.isArray(k)) return Buffer.from(k.slice(0, 4).map((b) => Number(b))).readUInt32LE(0);
+      if (k && typeof k === 'object' && 'ifindex' in k) return Number((k as { ifindex: unknown }).ifindex);
+      throw new Error(`unexpected map key ${JSON.stringify(k)}`);
+    });
+  }
+
   async destroy(): Promise<void> {
     await this.stopAgent('SIGKILL').catch(() => undefined);
     for (const ns of this.pods) await sh('ip', ['netns', 'del', ns]);
