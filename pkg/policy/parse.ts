@@ -158,8 +158,13 @@ export function parsePolicy(
       const f = `spec.${dir}[${index}]`;
       const ruleId = ruleIdOf(key, dir, index);
       const peerField = dir === 'ingress' ? 'from' : 'to';
-      const r = (rule ?? {}) as Record<string, unknown>;
       const parsed: ParsedRule = { index, ruleId, anyPeer: false, peers: [], ports: undefined };
+      if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) {
+        problem(f, 'rule is not an object');
+        rules[dir].push(parsed);
+        return;
+      }
+      const r = rule as Record<string, unknown>;
       const peers = r[peerField] as NetworkPolicyPeer[] | undefined | null;
       if (peers === undefined || peers === null || (Array.isArray(peers) && peers.length === 0)) {
         parsed.anyPeer = true;

@@ -213,6 +213,8 @@ describe('rule 27: fail closed', () => {
       { ingress: [{ from: [{ podSelector: { matchExpressions: [null] } }] }] },
       { policyTypes: 'Ingress' },
       { ingress: 'all' },
+      { ingress: ['everything'] },
+      { ingress: [null] },
     ];
     for (const [i, extra] of shapes.entries()) {
       const c = upstreamModel();
