@@ -24,10 +24,12 @@ import {
   internal,
   invalid,
   methodNotSupported,
+  notFound,
   notFoundPath,
   unsupportedMediaType,
 } from './errors.ts';
 import { isObj, metaOf, objAt, strAt, type KObject, type Obj } from './json.ts';
+import { applyConfiguration } from './apply.ts';
 import { jsonPatch, mergePatch, PATCH_SCHEMAS, strategicMergePatch } from './patch.ts';
 import { decodeProtobufObject } from './protobuf.ts';
 import { apiVersionOf, type ResourceType } from './registry.ts';
@@ -80,7 +82,6 @@ export class Handler {
     const url = new URL(req.url ?? '/', 'http://lab');
     const segs = url.pathname.split('/').filter((s) => s !== '').map((s) => decodeURIComponent(s));
     const accept = req.headers.accept ?? '';
-    const method = req.method ?? 'GET';
     const [s0, s1, s2] = segs;
     if (segs.length === 0) {
       sendJson(res, 200, { paths: ['/api', '/api/v1', '/apis', '/healthz', '/livez', '/openapi/v3', '/readyz', '/version'] });
@@ -124,7 +125,6 @@ export class Handler {
       }
       return this.resource(req, res, url, s1 ?? '', s2 ?? '', segs.slice(3));
     }
-    void method;
     throw notFoundPath(url.pathname);
   }
 
@@ -283,13 +283,7 @@ export class Handler {
     return { obj: this.store.update(t, next, sub, wopts), created: false };
   }
 
-  /**
-   * Server-side apply, reduced: a missing object is created from the applied
-   * configuration; an existing one gets the configuration merged in (strategic-merge
-   * rules for built-in kinds, maps merge and lists replace for custom resources). Field
-   * ownership (managedFields, conflicts) is not tracked, and fields dropped from the
-   * configuration are not removed.
-   */
+  /** Server-side apply (see apply.ts for the subset). */
   private apply(
     t: ResourceType,
     ns: string | undefined,
@@ -299,7 +293,8 @@ export class Handler {
     q: URLSearchParams,
     wopts: WriteOptions,
   ): { obj: KObject; created: boolean } {
-    if (!q.get('fieldManager')) {
+    const manager = q.get('fieldManager');
+    if (!manager) {
       throw invalid('meta.k8s.io', 'PatchOptions', '', [cause.required('fieldManager')]);
     }
     let cfg: unknown;
@@ -310,6 +305,7 @@ export class Handler {
     }
     if (!isObj(cfg)) throw badRequest('apply configuration must be an object');
     const body = cfg as KObject;
+    metaOf(body);
     if (body.apiVersion === undefined || body.kind === undefined) {
       throw badRequest('apply configuration must set apiVersion and kind');
     }
@@ -320,15 +316,13 @@ export class Handler {
     } catch (err) {
       if (!(err instanceof ApiError && err.code === 404)) throw err;
     }
-    if (!current) {
-      if (sub === 'status') throw new ApiError(404, 'NotFound', `${t.plural} "${name}" not found`);
-      return { obj: this.store.create(t, body, wopts), created: true };
-    }
+    if (!current && sub === 'status') throw notFound(t, name);
     const schema = t.custom ? {} : (PATCH_SCHEMAS[t.kind] ?? {});
-    const merged = strategicMergePatch(current, body, schema) as KObject;
-    const meta = metaOf(merged);
-    if (!body.metadata.resourceVersion) meta.resourceVersion = current.metadata.resourceVersion;
-    return { obj: this.store.update(t, merged, sub, wopts), created: false };
+    const next = applyConfiguration(current, body, manager, schema, apiVersionOf(t));
+    if (!current) return { obj: this.store.create(t, next, wopts), created: true };
+    const meta = metaOf(next);
+    meta.resourceVersion = body.metadata.resourceVersion ?? current.metadata.resourceVersion;
+    return { obj: this.store.update(t, next, sub, wopts), created: false };
   }
 
   private filterFor(t: ResourceType, ns: string | undefined, q: URLSearchParams): ObjectFilter {
@@ -405,7 +399,7 @@ export class Handler {
     };
     try {
       const from = initialEvents ? undefined : (q.get('resourceVersion') ?? undefined);
-      unsubscribe = this.store.watch(t, from, filter, write);
+      unsubscribe = this.store.watch(t, from, filter, write, handle.end);
     } catch (err) {
       // The real server reports an expired resourceVersion inside the stream: an ERROR
       // event carrying a 410 Status, then the end of the response.

@@ -57,6 +57,8 @@ interface Watcher {
   skey: string;
   filter: ObjectFilter;
   send: (e: WatchEvent) => void;
+  /** Called when the resource stops being served (its CRD was deleted). */
+  gone: () => void;
 }
 
 export interface StoreOptions {
@@ -232,7 +234,7 @@ export class Store {
       throw invalid(t.group, t.kind, meta.name ?? '', [cause.invalid('metadata.resourceVersion', meta.resourceVersion, 'must be empty on create')]);
     }
     this.checkNamespace(t, o);
-    for (const k of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'managedFields', 'selfLink']) delete meta[k];
+    for (const k of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink']) delete meta[k];
     applyDefaults(t, o);
     const bucket = this.bucket(t);
     const key = objKey(meta.namespace, meta.name ?? '');
@@ -301,6 +303,8 @@ export class Store {
       if (prev.metadata[k] === undefined) delete rm[k];
       else rm[k] = prev.metadata[k];
     }
+    // Omitted managedFields mean "unchanged" (an explicit empty list clears them).
+    if (rm.managedFields === undefined && prev.metadata.managedFields !== undefined) rm.managedFields = clone(prev.metadata.managedFields);
     rm.namespace = prev.metadata.namespace;
     if (rm.namespace === undefined) delete rm.namespace;
     rm.resourceVersion = prev.metadata.resourceVersion;
@@ -391,6 +395,13 @@ export class Store {
     if (!first) return;
     for (const o of [...this.bucket(first).values()]) this.remove(first, o, o);
     this.objects.delete(storageKey(first));
+    // Watches on a resource that is no longer served end, as they do upstream.
+    for (const w of [...this.watchers]) {
+      if (w.skey === storageKey(first)) {
+        this.watchers.delete(w);
+        w.gone();
+      }
+    }
     this.registry.removeResource(first.group, first.plural);
   }
 
@@ -399,8 +410,14 @@ export class Store {
    * events for the current objects first; otherwise every retained event after fromRv
    * (410 Expired when fromRv is older than the retained window). Returns the unsubscribe.
    */
-  watch(t: ResourceType, fromRv: string | undefined, filter: ObjectFilter, send: (e: WatchEvent) => void): () => void {
-    const w: Watcher = { skey: storageKey(t), filter, send: (e) => send({ type: e.type, object: this.view(t, e.object) }) };
+  watch(
+    t: ResourceType,
+    fromRv: string | undefined,
+    filter: ObjectFilter,
+    send: (e: WatchEvent) => void,
+    gone: () => void = () => undefined,
+  ): () => void {
+    const w: Watcher = { skey: storageKey(t), filter, send: (e) => send({ type: e.type, object: this.view(t, e.object) }), gone };
     if (fromRv === undefined || fromRv === '' || fromRv === '0') {
       for (const o of this.bucket(t).values()) if (filter(o)) w.send({ type: 'ADDED', object: o });
     } else {

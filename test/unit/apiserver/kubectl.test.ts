@@ -176,11 +176,35 @@ spec: {color: red, colour: red}
     expect(unknown.stderr).toContain('unknown field "spec.colour"');
   });
 
-  it('server-side apply creates and then updates', async () => {
-    const cm = (v: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: shop}\ndata: {k: "${v}"}\n`;
-    expect(await lab.kubectl(['apply', '--server-side', '-f', '-'], cm('1'))).toContain('configmap/cfg serverside-applied');
-    await lab.kubectl(['apply', '--server-side', '-f', '-'], cm('2'));
-    expect(lab.server.get('v1', 'ConfigMap', 'shop', 'cfg').data).toEqual({ k: '2' });
+  it('server-side apply creates, updates, and removes fields its manager stopped applying', async () => {
+    const cm = (data: string, labels: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: shop, labels: {${labels}}}\ndata: {${data}}\n`;
+    expect(await lab.kubectl(['apply', '--server-side', '-f', '-'], cm('k: "1", old: "x"', 'a: "1"'))).toContain('configmap/cfg serverside-applied');
+    // Another manager owns label b.
+    await lab.kubectl(['apply', '--server-side', '--field-manager', 'other', '-f', '-'], 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: shop, labels: {b: "2"}}\n');
+    await lab.kubectl(['apply', '--server-side', '-f', '-'], cm('k: "2"', 'a: "1"'));
+    const got = lab.server.get('v1', 'ConfigMap', 'shop', 'cfg');
+    expect(got.data).toEqual({ k: '2' });
+    expect(got.metadata.labels).toEqual({ a: '1', b: '2' });
+    const managers = (got.metadata.managedFields as { manager: string; operation: string }[]).map((m) => `${m.manager}/${m.operation}`).sort();
+    expect(managers).toEqual(['kubectl/Apply', 'other/Apply']);
+    // Dropping label a from kubectl's configuration removes it; b stays with its owner.
+    await lab.kubectl(['apply', '--server-side', '-f', '-'], cm('k: "2"', ''));
+    expect(lab.server.get('v1', 'ConfigMap', 'shop', 'cfg').metadata.labels).toEqual({ b: '2' });
+  });
+
+  it('server-side apply merges containers by name for built-in kinds and works for custom resources', async () => {
+    await lab.kubectl(['apply', '--server-side', '--field-manager', 'sidecar', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop}
+spec:
+  containers:
+  - name: proxy
+    image: envoy
+`);
+    const names = (lab.server.get('v1', 'Pod', 'shop', 'web').spec as { containers: { name: string }[] }).containers.map((c) => c.name);
+    expect(names).toEqual(['nginx', 'proxy']);
+    await lab.kubectl(['apply', '--server-side', '-f', '-'], 'apiVersion: test.palisade.dev/v1\nkind: Widget\nmetadata: {name: w1, namespace: shop}\nspec: {color: blue, size: 7, owner: ann}\n');
+    expect(lab.server.get('test.palisade.dev/v1', 'Widget', 'shop', 'w1').spec).toEqual({ color: 'blue', size: 7, owner: 'ann' });
   });
 
   it('creates namespaces, configmaps and services with kubectl create (protobuf bodies)', async () => {

@@ -112,3 +112,23 @@ describe('protobuf bodies', () => {
     expect(() => decodeProtobufObject(Buffer.from('{}'))).toThrow(expect.objectContaining({ code: 415 }));
   });
 });
+
+describe('server-side apply field sets', () => {
+  it('records keyed list elements, set-like lists and atomic lists in FieldsV1 form', async () => {
+    const { fieldSet } = await import('../../../pkg/apiserver/apply.ts');
+    const { PATCH_SCHEMAS } = await import('../../../pkg/apiserver/patch.ts');
+    const set = fieldSet({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'p', labels: { a: '1' }, finalizers: ['x/y'] },
+      spec: { containers: [{ name: 'c', image: 'i', ports: [{ containerPort: 80 }] }], tolerations: [{ key: 'k' }] },
+    }, PATCH_SCHEMAS.Pod ?? {});
+    expect(set).toEqual({
+      'f:metadata': { 'f:labels': { 'f:a': {} }, 'f:finalizers': { 'v:"x/y"': {} } },
+      'f:spec': {
+        'f:containers': { 'k:{"name":"c"}': { '.': {}, 'f:name': {}, 'f:image': {}, 'f:ports': { 'k:{"containerPort":80}': { '.': {}, 'f:containerPort': {} } } } },
+        'f:tolerations': {},
+      },
+    });
+  });
+});

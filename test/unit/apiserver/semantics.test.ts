@@ -469,7 +469,11 @@ describe('lab API server semantics', () => {
       const groups = (await lab.call('GET', '/apis')).body.groups.map((g: { name: string }) => g.name);
       expect(groups).toContain('rt.example.com');
       expect((await lab.call('POST', '/apis/rt.example.com/v1/sprockets', { apiVersion: 'rt.example.com/v1', kind: 'Sprocket', metadata: { name: 's' } })).status).toBe(201);
+      const w = await openWatch(lab.server.url, `/apis/rt.example.com/v1/sprockets?watch=1&resourceVersion=${lab.server.resourceVersion()}`);
       expect((await lab.call('DELETE', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/sprockets.rt.example.com')).status).toBe(200);
+      // The watch sees its objects go, then ends with the resource.
+      await w.ended;
+      expect(w.events.map((e) => `${e.type} ${e.object.metadata.name}`)).toEqual(['DELETED s']);
       expect((await lab.call('GET', '/apis/rt.example.com/v1/sprockets')).status).toBe(404);
       // Re-created CRD starts empty.
       await lab.call('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
