@@ -17,7 +17,7 @@ import { EndpointStore } from '../endpoint/store.ts';
 import type { EndpointRealizer } from '../endpoint/types.ts';
 import { Ipam } from '../ipam/ipam.ts';
 import type { AgentOptions } from './options.ts';
-import { createDatapath, loadControlPlaneFactory, type ControlPlaneHandle } from './seams.ts';
+import { createDatapath, loadKubernetes, type ControlPlaneHandle } from './seams.ts';
 
 export interface Agent {
   manager: EndpointManager;
@@ -64,15 +64,20 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   let realizer: EndpointRealizer;
   let podCidr = opts.podCidr;
   if (opts.mode === 'kubernetes') {
-    controlPlane = seams.controlPlane ?? await (await loadControlPlaneFactory())({
-      kubeconfig: opts.kubeconfig!, nodeName: opts.nodeName, datapath, log,
-    });
-    podCidr ??= controlPlane.podCidr();
+    if (seams.controlPlane) {
+      controlPlane = seams.controlPlane;
+    } else {
+      const k8s = await loadKubernetes({
+        kubeconfig: opts.kubeconfig!, nodeName: opts.nodeName, datapath, stateDir: opts.stateDir, log,
+      });
+      controlPlane = k8s.controlPlane;
+      podCidr ??= k8s.podCidr;
+    }
     realizer = controlPlane;
   } else {
     realizer = new StandaloneRealizer(datapath);
   }
-  if (!podCidr) throw new Error(`node ${opts.nodeName} has no pod CIDR (spec.podCIDR is empty)`);
+  if (!podCidr) throw new Error(`node ${opts.nodeName} has no pod CIDR`);
 
   const ipam = await Ipam.open({ stateDir: opts.stateDir, cidr: podCidr });
   const podnet = seams.podnet ?? new LinuxPodNetwork();
@@ -111,7 +116,11 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   };
 
   let restored = false;
-  await manager.restore();
+  // Restored endpoints are registered before the control plane starts, so that its first
+  // reconcile keeps their entries (established connections never see a gap).
+  const restoring = await manager.beginRestore();
+  await controlPlane?.start();
+  await restoring.finish();
   await drainPendingDels();
   restored = true;
 

@@ -11,8 +11,8 @@ import { NullDatapath } from './null-datapath.ts';
 
 /** What the agent needs from the control plane (pkg/controlplane) in Kubernetes mode. */
 export interface ControlPlaneHandle extends EndpointRealizer {
-  /** This node's pod CIDR (Node spec.podCIDR). */
-  podCidr(): string;
+  /** Starts watching; endpoints registered before are kept by the first reconcile. */
+  start(): Promise<void>;
   /** Why the control plane is not ready (informers not synced, ...), or undefined. */
   notReadyReason(): string | undefined;
   revision(): number;
@@ -27,10 +27,21 @@ export interface ControlPlaneFactoryOptions {
   kubeconfig: string;
   nodeName: string;
   datapath: Datapath;
+  stateDir: string;
   log: LogFn;
 }
 
-export type ControlPlaneFactory = (opts: ControlPlaneFactoryOptions) => Promise<ControlPlaneHandle>;
+/** Kubernetes mode's parts: the control plane and this node's pod CIDR (Node spec.podCIDR). */
+export interface KubernetesParts {
+  controlPlane: ControlPlaneHandle;
+  podCidr: string;
+}
+
+/** Builds the Kubernetes-mode parts (pkg/agent/kubernetes.ts, loaded only in that mode). */
+export async function loadKubernetes(o: ControlPlaneFactoryOptions): Promise<KubernetesParts> {
+  const mod = await import('./kubernetes.ts');
+  return mod.createKubernetesParts(o);
+}
 
 /** Resolves a sibling module under pkg/ for a dynamic import, in source (.ts) or dist (.js). */
 function pkgModule(rel: string): string {
@@ -47,19 +58,6 @@ async function importFirst(rels: string[]): Promise<Record<string, unknown> | un
     }
   }
   return undefined;
-}
-
-/**
- * The control plane's factory (`createControlPlane` exported by pkg/controlplane/index).
- * SEAM: the integrator adapts this if the control plane exports a different shape.
- */
-export async function loadControlPlaneFactory(): Promise<ControlPlaneFactory> {
-  const mod = await importFirst(['controlplane/index']);
-  const f = mod?.createControlPlane;
-  if (typeof f !== 'function') {
-    throw new Error('kubernetes mode: pkg/controlplane/index does not export createControlPlane yet');
-  }
-  return f as ControlPlaneFactory;
 }
 
 export interface DatapathFactoryOptions {

@@ -341,27 +341,28 @@ export class EndpointManager {
   }
 
   /**
-   * Startup: undo ADDs a crash interrupted, drop endpoints whose veth is gone (the pod
-   * was deleted while the agent was down), re-attach and re-register the others
-   * (idempotent; the pinned maps kept traffic flowing meanwhile), release leases no
-   * endpoint holds and delete orphan veths.
+   * Startup, in two phases so that a control plane can learn the restored endpoints
+   * before it starts (its first reconcile then keeps their entries):
+   *
+   * `beginRestore` loads the records, re-attaches the programs to every host veth that
+   * still exists (idempotent; the pinned maps kept traffic flowing meanwhile) and
+   * registers those endpoints with the realizer without waiting. The returned `finish`
+   * waits for the registrations, then undoes ADDs a crash interrupted, drops endpoints
+   * whose veth is gone (the pod was deleted while the agent was down), releases leases
+   * no endpoint holds and deletes orphan veths.
    */
-  async restore(): Promise<RestoreReport> {
+  async beginRestore(): Promise<{ finish: () => Promise<RestoreReport> }> {
     const report: RestoreReport = { restored: 0, removed: [], leasesReleased: [], linksRemoved: [], failed: [] };
     const bad = await this.o.store.load();
     for (const b of bad) this.log('warn', 'unreadable endpoint record left in place', { file: b });
     const registrations: Promise<void>[] = [];
+    const dead: EndpointRecord[] = [];
     for (const r of this.o.store.list()) {
       const key = attachmentKey(r.containerId, r.ifName);
       const link = r.state === 'ready'
         ? await this.o.podnet.hostLink(r.hostIfName).catch(() => undefined) : undefined;
       if (!link) {
-        try {
-          await this.del(r.containerId, r.ifName);
-          report.removed.push(key);
-        } catch (err) {
-          report.failed.push(`${key}: ${msg(err)}`);
-        }
+        dead.push(r);
         continue;
       }
       if (link.ifindex !== r.ifindex) {
@@ -374,25 +375,43 @@ export class EndpointManager {
         report.failed.push(`${key}: attaching: ${msg(err)}`);
         continue;
       }
-      registrations.push(withTimeout(this.o.realizer.upsertEndpoint(this.toLocalEndpoint(r)),
-        this.o.realizeTimeoutMs, `endpoint ${r.endpointId}`)
+      const p = this.o.realizer.upsertEndpoint(this.toLocalEndpoint(r));
+      p.catch(() => undefined);
+      registrations.push(withTimeout(p, this.o.realizeTimeoutMs, `endpoint ${r.endpointId}`)
         .then(() => { report.restored++; })
         .catch((err) => { report.failed.push(`${key}: registering: ${msg(err)}`); }));
     }
-    await Promise.all(registrations);
-    for (const l of this.o.ipam.leases()) {
-      if (this.o.store.get(l.containerId, l.ifName)) continue;
-      await this.o.ipam.release(l.containerId, l.ifName);
-      report.leasesReleased.push(l.ip);
-    }
-    try {
-      report.linksRemoved = await this.removeOrphanLinks();
-    } catch (err) {
-      report.failed.push(`orphan veths: ${msg(err)}`);
-    }
-    const resync = (this.o.realizer as { resync?: () => Promise<unknown> }).resync;
-    if (typeof resync === 'function') await resync.call(this.o.realizer);
-    this.log('info', 'endpoints restored', { ...report });
-    return report;
+    const finish = async (): Promise<RestoreReport> => {
+      await Promise.all(registrations);
+      for (const r of dead) {
+        const key = attachmentKey(r.containerId, r.ifName);
+        try {
+          await this.del(r.containerId, r.ifName);
+          report.removed.push(key);
+        } catch (err) {
+          report.failed.push(`${key}: ${msg(err)}`);
+        }
+      }
+      for (const l of this.o.ipam.leases()) {
+        if (this.o.store.get(l.containerId, l.ifName)) continue;
+        await this.o.ipam.release(l.containerId, l.ifName);
+        report.leasesReleased.push(l.ip);
+      }
+      try {
+        report.linksRemoved = await this.removeOrphanLinks();
+      } catch (err) {
+        report.failed.push(`orphan veths: ${msg(err)}`);
+      }
+      const resync = (this.o.realizer as { resync?: () => Promise<unknown> }).resync;
+      if (typeof resync === 'function') await resync.call(this.o.realizer);
+      this.log(report.failed.length ? 'warn' : 'info', 'endpoints restored', { ...report });
+      return report;
+    };
+    return { finish };
+  }
+
+  /** Both restore phases at once (no control plane to start in between). */
+  async restore(): Promise<RestoreReport> {
+    return (await this.beginRestore()).finish();
   }
 }
