@@ -48,6 +48,12 @@ export interface LinuxDatapathOptions {
   eventPollMs?: number;
   /** Force clsact attachment (testing the fallback). */
   forceClsact?: boolean;
+  /**
+   * Network namespace (a name under /run/netns) whose interfaces attach/detach work on,
+   * when it is not the agent's own (tests and tools driving a node namespace from
+   * outside). Maps and programs are not per namespace, so only attachment changes.
+   */
+  netns?: string;
   log?: LogFn;
 }
 
@@ -99,6 +105,7 @@ export class LinuxDatapath implements Datapath {
   private readonly reload: boolean;
   private readonly pollMs: number;
   private readonly forceClsact: boolean;
+  private readonly netns?: string;
   private readonly log: LogFn;
 
   private refs = new Map<MapName, MapRef>();
@@ -123,7 +130,17 @@ export class LinuxDatapath implements Datapath {
     this.reload = opts.reload ?? false;
     this.pollMs = opts.eventPollMs ?? 100;
     this.forceClsact = opts.forceClsact ?? false;
+    if (opts.netns !== undefined && !/^[\w.-]+$/.test(opts.netns)) {
+      throw new DatapathError(ERR_DATAPATH_INIT, `bad netns name ${JSON.stringify(opts.netns)}`);
+    }
+    this.netns = opts.netns;
     this.log = opts.log ?? (() => {});
+  }
+
+  /** Runs an interface-facing tool, inside `netns` when one is set. */
+  private runIn(file: string, args: string[]) {
+    if (!this.netns) return run(file, args);
+    return run('nsenter', [`--net=/run/netns/${this.netns}`, '--', file, ...args]);
   }
 
   private path(kind: 'maps' | 'progs' | 'links', name: string): string {
@@ -217,7 +234,7 @@ export class LinuxDatapath implements Datapath {
       const m = /^(\d+)-(ingress|egress)$/.exec(n);
       if (!m) continue;
       const prog = programs.find((p) => p.hook === m[2])!;
-      const r = await run(this.helper, ['attach', m[1]!, m[2]!, this.path('progs', prog.name),
+      const r = await this.runIn(this.helper, ['attach', m[1]!, m[2]!, this.path('progs', prog.name),
         this.path('links', n)]);
       if (r.code !== 0) this.log('warn', 'datapath relink failed', { link: n, error: r.stderr.trim() });
     }
@@ -321,7 +338,7 @@ export class LinuxDatapath implements Datapath {
         const prog = this.path('progs', p.name);
         const link = this.path('links', `${ifindex}-${p.hook}`);
         if (!this.forceClsact) {
-          const r = await run(this.helper, ['attach', String(ifindex), p.hook, prog, link]);
+          const r = await this.runIn(this.helper, ['attach', String(ifindex), p.hook, prog, link]);
           if (r.code === 0) continue;
           if (r.code !== 3) {
             throw new DatapathError(ERR_DATAPATH_ATTACH,
@@ -335,7 +352,7 @@ export class LinuxDatapath implements Datapath {
   }
 
   private async ifname(ifindex: number): Promise<string | undefined> {
-    const r = await run(this.helper, ['ifname', String(ifindex)]);
+    const r = await this.runIn(this.helper, ['ifname', String(ifindex)]);
     return r.code === 0 ? r.stdout.trim() : undefined;
   }
 
@@ -343,11 +360,13 @@ export class LinuxDatapath implements Datapath {
   private async attachClsact(ifindex: number, hook: 'ingress' | 'egress', prog: string): Promise<void> {
     const dev = await this.ifname(ifindex);
     if (!dev) throw new DatapathError(ERR_DATAPATH_ATTACH, `attaching: no interface with ifindex ${ifindex}`);
-    const q = await run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);
-    if (q.code !== 0 && !/exists/i.test(q.stderr)) {
+    const q = await this.runIn('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);
+    // An existing clsact is fine; tc says so as "File exists" or, for clsact, as
+    // "Exclusivity flag on, cannot modify".
+    if (q.code !== 0 && !/exists|exclusivity/i.test(q.stderr)) {
       throw new DatapathError(ERR_DATAPATH_ATTACH, `adding clsact to ${dev}: ${q.stderr.trim()}`);
     }
-    const f = await run('tc', ['filter', 'replace', 'dev', dev, hook, 'prio', '1', 'handle', '1',
+    const f = await this.runIn('tc', ['filter', 'replace', 'dev', dev, hook, 'prio', '1', 'handle', '1',
       'bpf', 'da', 'pinned', prog]);
     if (f.code !== 0) {
       throw new DatapathError(ERR_DATAPATH_ATTACH, `attaching ${prog} to ${dev} ${hook}: ${f.stderr.trim()}`);
@@ -371,7 +390,7 @@ export class LinuxDatapath implements Datapath {
       const dev = await this.ifname(ifindex);
       if (!dev) return;
       for (const p of programs) {
-        await run('tc', ['filter', 'del', 'dev', dev, p.hook, 'prio', '1', 'handle', '1', 'bpf']);
+        await this.runIn('tc', ['filter', 'del', 'dev', dev, p.hook, 'prio', '1', 'handle', '1', 'bpf']);
       }
     });
   }
