@@ -42,8 +42,12 @@ export interface ApiServer {
   port: number;
   /** Ends open watches and stops listening. Idempotent. */
   close(): Promise<void>;
-  /** Writes a kubeconfig (context "lab", no credentials) pointing at this server. */
-  writeKubeconfig(path: string): Promise<void>;
+  /**
+   * Writes a kubeconfig (context "lab", no credentials, mode 0600) pointing at this
+   * server, or at `server` (e.g. the address agents in other network namespaces use when
+   * the server listens on 0.0.0.0).
+   */
+  writeKubeconfig(path: string, opts?: { server?: string; namespace?: string }): Promise<void>;
   /** The latest issued resourceVersion. */
   resourceVersion(): string;
   /** Forces 410 Gone for every resourceVersion handed out so far (see Store.compact). */
@@ -173,7 +177,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       });
       return closed;
     },
-    writeKubeconfig: (path) => writeFile(path, kubeconfigYaml(url), { mode: 0o600 }),
+    writeKubeconfig: (path, o = {}) => writeFile(path, kubeconfigYaml(o.server ?? url, o.namespace), { mode: 0o600 }),
     resourceVersion: () => store.resourceVersion(),
     compact: () => store.compact(),
     closeWatches,

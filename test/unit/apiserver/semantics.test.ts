@@ -3,6 +3,9 @@
  * defaulting, validation, status subresource, selectors, watch protocol (replay, 410,
  * bookmarks, selector transitions), namespace cascade, finalizers, CRDs at run time.
  */
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiServer } from '../../../pkg/apiserver/index.ts';
 import { openWatch, startLab, waitFor, type Lab } from './helpers.ts';
@@ -522,5 +525,20 @@ describe('startApiServer options', () => {
       await s.close();
     }
     await expect(startApiServer({ crdFiles: ['/nonexistent/crd.yaml'] })).rejects.toThrow(/reading crd file \/nonexistent\/crd.yaml/);
+  });
+
+  it('writes a kubeconfig for another server address when asked', async () => {
+    const s = await startApiServer();
+    const dir = await mkdtemp(join(tmpdir(), 'pal-kc-'));
+    try {
+      await s.writeKubeconfig(join(dir, 'kc'), { server: 'http://10.99.0.1:6443', namespace: 'lab' });
+      const text = await readFile(join(dir, 'kc'), 'utf8');
+      expect(text).toContain('server: http://10.99.0.1:6443');
+      expect(text).toContain('namespace: lab');
+      expect((await stat(join(dir, 'kc'))).mode & 0o777).toBe(0o600);
+    } finally {
+      await s.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
