@@ -29,6 +29,12 @@ export interface ApiServerOptions {
   compactAfter?: number;
   /** Interval of BOOKMARK events on watches that allow them (default 10000 ms; 0 disables). */
   bookmarkIntervalMs?: number;
+  /**
+   * Delay of the BOOKMARK sent, after any write, on every watch that allows bookmarks
+   * (default 100 ms; 0 disables): watchers learn new resourceVersions promptly even when
+   * the write was to another resource.
+   */
+  progressBookmarkMs?: number;
   /** IPv4 CIDR for Service ClusterIPs (default 10.96.0.0/16). */
   serviceCidr?: string;
   /** Receives one line per request (method, path, status, duration). */
@@ -142,6 +148,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     store,
     serverAddress: () => address,
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 10_000,
+    progressBookmarkMs: opts.progressBookmarkMs ?? 100,
     ...(opts.log ? { log: opts.log } : {}),
   });
   const server = createServer((req, res) => handler.handle(req, res));

@@ -42,6 +42,8 @@ export interface HandlerOptions {
   /** host:port clients should use (for /api serverAddressByClientCIDRs). */
   serverAddress: () => string;
   bookmarkIntervalMs: number;
+  /** Delay of the BOOKMARK that follows any write (see watch()); 0 disables. */
+  progressBookmarkMs: number;
   log?: (line: string) => void;
 }
 
@@ -373,10 +375,14 @@ export class Handler {
         object = toTable(t, [e.object as KObject], String((e.object as KObject).metadata.resourceVersion ?? ''), include, firstTable);
         firstTable = false;
       }
+      if (e.type !== 'ERROR') sentRv = String((e.object as KObject).metadata?.resourceVersion ?? sentRv);
       res.write(`${JSON.stringify({ type: e.type, object })}\n`);
     };
     let unsubscribe = (): void => undefined;
     let bookmarkTimer: NodeJS.Timeout | undefined;
+    let progressTimer: NodeJS.Timeout | undefined;
+    let stopProgress = (): void => undefined;
+    let sentRv = '';
     let timeoutTimer: NodeJS.Timeout | undefined;
     const handle: OpenWatch = {
       end: () => {
@@ -384,6 +390,8 @@ export class Handler {
         open = false;
         unsubscribe();
         clearInterval(bookmarkTimer);
+        clearTimeout(progressTimer);
+        stopProgress();
         clearTimeout(timeoutTimer);
         this.watches.delete(handle);
         res.end();
@@ -393,7 +401,8 @@ export class Handler {
     req.on('close', handle.end);
     res.on('close', handle.end);
     const bookmark = (annotations?: Record<string, string>): void => {
-      const metadata: Obj = { resourceVersion: this.store.resourceVersion() };
+      sentRv = this.store.resourceVersion();
+      const metadata: Obj = { resourceVersion: sentRv };
       if (annotations) metadata.annotations = annotations;
       write({ type: 'BOOKMARK', object: { kind: t.kind, apiVersion: apiVersionOf(t), metadata } });
     };
@@ -410,6 +419,18 @@ export class Handler {
     }
     if (initialEvents && bookmarks) bookmark({ 'k8s.io/initial-events-end': 'true' });
     if (bookmarks && this.opts.bookmarkIntervalMs > 0) bookmarkTimer = setInterval(() => bookmark(), this.opts.bookmarkIntervalMs);
+    // Progress bookmarks: shortly after any write, a watch that allows bookmarks learns
+    // the new resourceVersion even when the write was to another resource. Clients that
+    // wait until they have "seen" a resourceVersion (the lab waits on the agents that
+    // way) then never wait for the periodic bookmark.
+    if (bookmarks && this.opts.progressBookmarkMs > 0) {
+      stopProgress = this.store.onWrite(() => {
+        progressTimer ??= setTimeout(() => {
+          progressTimer = undefined;
+          if (this.store.resourceVersion() !== sentRv) bookmark();
+        }, this.opts.progressBookmarkMs);
+      });
+    }
     const timeout = Number(q.get('timeoutSeconds') ?? 0);
     if (timeout > 0) timeoutTimer = setTimeout(handle.end, timeout * 1000);
   }

@@ -106,6 +106,7 @@ export class Store {
   private readonly objects = new Map<string, Map<string, KObject>>();
   private readonly log: LogEntry[] = [];
   private readonly watchers = new Set<Watcher>();
+  private readonly writeListeners = new Set<() => void>();
   private readonly ctx: StrategyContext;
   private readonly compactAfter: number;
   private rv = 0;
@@ -138,6 +139,7 @@ export class Store {
    */
   compact(): void {
     this.rv++;
+    for (const l of [...this.writeListeners]) l();
     this.log.length = 0;
     this.oldestRv = this.rv;
   }
@@ -189,6 +191,15 @@ export class Store {
       this.oldestRv = (dropped[dropped.length - 1] as LogEntry).rv;
     }
     for (const w of [...this.watchers]) deliver(w, e);
+    for (const l of [...this.writeListeners]) l();
+  }
+
+  /** Calls `listener` after every write (of any resource); returns the unsubscribe. */
+  onWrite(listener: () => void): () => void {
+    this.writeListeners.add(listener);
+    return () => {
+      this.writeListeners.delete(listener);
+    };
   }
 
   private checkValid(t: ResourceType, o: KObject, opts: WriteOptions, extra: StatusCause[] = []): void {

@@ -356,6 +356,27 @@ describe('lab API server semantics', () => {
       }
     });
 
+    it('follows any write with a BOOKMARK on other resources\' watches (progress)', async () => {
+      const quiet = await startApiServer({ bookmarkIntervalMs: 0, progressBookmarkMs: 50 });
+      try {
+        const w = await openWatch(quiet.url, `/api/v1/pods?watch=1&allowWatchBookmarks=true&resourceVersion=${quiet.resourceVersion()}`);
+        const plain = await openWatch(quiet.url, `/api/v1/pods?watch=1&resourceVersion=${quiet.resourceVersion()}`);
+        const cm = quiet.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x', namespace: 'default' } });
+        await waitFor(() => w.events.length === 1, 'progress bookmark');
+        expect(w.events[0]).toMatchObject({ type: 'BOOKMARK', object: { metadata: { resourceVersion: cm.metadata.resourceVersion } } });
+        // A write this watch saw as an event needs no bookmark.
+        quiet.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'i' }] } });
+        await waitFor(() => w.events.length === 2, 'pod event');
+        await new Promise((r) => setTimeout(r, 200));
+        expect(w.events.map((e) => e.type)).toEqual(['BOOKMARK', 'ADDED']);
+        expect(plain.events.map((e) => e.type)).toEqual(['ADDED']);
+        w.close();
+        plain.close();
+      } finally {
+        await quiet.close();
+      }
+    });
+
     it('answers 410 Gone (an ERROR event) for a resourceVersion older than the window', async () => {
       const old = lab.server.resourceVersion();
       lab.server.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'gone', namespace: 's2' } });
