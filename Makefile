@@ -37,6 +37,8 @@ build-bin:
 	@mkdir -p bin
 	@for b in $(BINS); do \
 	  sed "s/@NAME@/$$b/" cmd/launcher.sh > bin/$$b; chmod +x bin/$$b; done
+	@# The CNI shim runs once per pod and command: its own fork-free launcher.
+	@cp cmd/palisade-cni-launcher.sh bin/palisade-cni; chmod +x bin/palisade-cni
 
 lint:
 	eslint -c .ci/eslint.config.mjs .

@@ -19,7 +19,6 @@ import {
   buildRequest, decodeConfig, defaultPendingDelDir, DEFAULT_AGENT_SOCKET, parseCommand,
   validateConfig, type CniCommand, type CniRequest,
 } from './request.ts';
-import { spoolDel } from './spool.ts';
 import { isSupportedVersion, LATEST_VERSION, SUPPORTED_VERSIONS } from './version.ts';
 
 export interface ShimOutput {
@@ -93,9 +92,11 @@ export async function runShim(env: NodeJS.ProcessEnv, stdin: string,
   return fromAnswer(req, version, answer.status, answer.body, log);
 }
 
-function agentDown(req: CniRequest, version: string, err: AgentUnreachableError,
-  log: string[]): ShimOutput {
+async function agentDown(req: CniRequest, version: string, err: AgentUnreachableError,
+  log: string[]): Promise<ShimOutput> {
   if (req.command === 'DEL') {
+    // Loaded only here: the spool needs node:crypto, which the common path never pays for.
+    const { spoolDel } = await import('./spool.ts');
     const dir = req.config.pendingDelDir
       ?? defaultPendingDelDir(req.config.agentSocket ?? DEFAULT_AGENT_SOCKET);
     try {

@@ -180,20 +180,28 @@ export class EndpointManager {
         throw new EndpointError('PAL_INTERNAL', 'recording the endpoint', msg(err), { cause: err });
       }
       undo.push({ what: 'removing the record', run: () => this.o.store.remove(req.containerId, req.ifName) });
+      // Programs are attached while the pod's side is configured; detach is idempotent
+      // and succeeds for a link that is gone, so it is on the undo list from here on.
+      let attachedIfindex = 0;
+      undo.push({ what: 'detaching programs', run: () => attachedIfindex ? this.o.datapath.detach(attachedIfindex) : Promise.resolve() });
       let info;
       try {
-        info = await this.o.podnet.setup(this.spec(record));
+        info = await this.o.podnet.setup(this.spec(record), {
+          onHostLink: async (ifindex) => {
+            attachedIfindex = ifindex;
+            try {
+              await this.o.datapath.attach(ifindex);
+            } catch (err) {
+              throw new EndpointError('PAL_DATAPATH', `attaching programs to ${record.hostIfName}`, msg(err), { cause: err });
+            }
+          },
+        });
       } catch (err) {
+        if (err instanceof EndpointError) throw err;
         throw new EndpointError('PAL_INTERFACE', 'setting up the pod interface', msg(err), { cause: err });
       }
       undo.push({ what: 'deleting the veth', run: () => this.o.podnet.teardown(record.hostIfName) });
       record.ifindex = info.hostIfindex;
-      try {
-        await this.o.datapath.attach(record.ifindex);
-      } catch (err) {
-        throw new EndpointError('PAL_DATAPATH', `attaching programs to ${record.hostIfName}`, msg(err), { cause: err });
-      }
-      undo.push({ what: 'detaching programs', run: () => this.o.datapath.detach(record.ifindex) });
       const ep = this.toLocalEndpoint(record);
       const realized = this.o.realizer.upsertEndpoint(ep);
       undo.push({ what: 'removing the endpoint entries', run: () => this.o.realizer.removeEndpoint(endpointId) });
@@ -247,20 +255,27 @@ export class EndpointManager {
     const name = rec?.hostIfName ?? hostIfName(containerId, ifName);
     try {
       if (rec) await this.o.realizer.removeEndpoint(rec.endpointId);
-      // Deleting the link also removes its tc programs; detach first so that the
-      // datapath forgets any attachment state it keeps for the ifindex.
-      if (rec?.ifindex) await this.o.datapath.detach(rec.ifindex);
     } catch (err) {
       throw new EndpointError('PAL_DATAPATH', 'removing the endpoint entries', msg(err), { cause: err });
     }
-    try {
-      await this.o.podnet.teardown(name);
-    } catch (err) {
-      throw new EndpointError('PAL_INTERFACE', `deleting veth ${name}`, msg(err), { cause: err });
+    // Deleting the veth takes an RCU grace period (~20 ms); the datapath's detach (which
+    // forgets its pinned attachments of the ifindex, and succeeds once the link is gone)
+    // runs meanwhile.
+    const [detached, deleted] = await Promise.allSettled([
+      rec?.ifindex ? this.o.datapath.detach(rec.ifindex) : Promise.resolve(),
+      this.o.podnet.teardown(name),
+    ]);
+    if (deleted.status === 'rejected') {
+      throw new EndpointError('PAL_INTERFACE', `deleting veth ${name}`, msg(deleted.reason), { cause: deleted.reason });
+    }
+    if (detached.status === 'rejected') {
+      throw new EndpointError('PAL_DATAPATH', 'detaching programs', msg(detached.reason), { cause: detached.reason });
     }
     try {
-      await this.o.ipam.release(containerId, ifName);
-      if (rec) await this.o.store.remove(containerId, ifName);
+      await Promise.all([
+        this.o.ipam.release(containerId, ifName),
+        rec ? this.o.store.remove(containerId, ifName) : Promise.resolve(),
+      ]);
     } catch (err) {
       throw new EndpointError('PAL_INTERNAL', 'releasing the address', msg(err), { cause: err });
     }

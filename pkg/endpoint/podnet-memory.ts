@@ -3,7 +3,9 @@
  * like the kernel (increasing, never reused at once). For unprivileged tests of the
  * endpoint lifecycle; `failNext` makes the next call of a method fail.
  */
-import { PodNetworkError, type PodLinkInfo, type PodLinkSpec, type PodNetwork } from './podnet.ts';
+import {
+  PodNetworkError, type PodLinkInfo, type PodLinkSpec, type PodNetwork, type PodSetupOptions,
+} from './podnet.ts';
 
 export class MemoryPodNetwork implements PodNetwork {
   readonly links = new Map<string, PodLinkSpec & { ifindex: number }>();
@@ -25,13 +27,19 @@ export class MemoryPodNetwork implements PodNetwork {
     }
   }
 
-  async setup(spec: PodLinkSpec): Promise<PodLinkInfo> {
+  async setup(spec: PodLinkSpec, opts: PodSetupOptions = {}): Promise<PodLinkInfo> {
     this.calls.push(`setup ${spec.hostIfName}`);
     this.maybeFail('setup');
     if (!this.namespaces.has(spec.netns)) throw new PodNetworkError(`netns ${spec.netns} does not exist`);
     if (this.links.has(spec.hostIfName)) throw new PodNetworkError(`creating veth ${spec.hostIfName}: File exists`);
     const ifindex = this.nextIndex++;
     this.links.set(spec.hostIfName, { ...spec, ifindex });
+    try {
+      await opts.onHostLink?.(ifindex);
+    } catch (err) {
+      this.links.delete(spec.hostIfName);
+      throw err;
+    }
     return { hostIfindex: ifindex };
   }
 

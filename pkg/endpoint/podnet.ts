@@ -36,13 +36,22 @@ export class PodNetworkError extends Error {
   }
 }
 
+export interface PodSetupOptions {
+  /**
+   * Runs as soon as the host veth exists, concurrently with configuring the pod's side
+   * (e.g. attaching programs). When it rejects, setup removes the veth and rejects
+   * with that same error (not a PodNetworkError).
+   */
+  onHostLink?: (hostIfindex: number) => Promise<void>;
+}
+
 export interface PodNetwork {
   /**
    * Creates the veth pair (the pod end directly inside `netns`, named `podIfName`) and
    * configures both ends. On failure nothing it created is left behind.
    * Rejects with PodNetworkError, whose message says which step failed.
    */
-  setup(spec: PodLinkSpec): Promise<PodLinkInfo>;
+  setup(spec: PodLinkSpec, opts?: PodSetupOptions): Promise<PodLinkInfo>;
   /** Deletes the host-side veth (its peer, routes and neighbours go with it). Succeeds when already gone. */
   teardown(hostIfName: string): Promise<void>;
   /** The host-side veth's ifindex, or undefined when it does not exist. */

@@ -6,7 +6,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import {
-  PodNetworkError, type PodLinkInfo, type PodLinkSpec, type PodNetwork,
+  PodNetworkError, type PodLinkInfo, type PodLinkSpec, type PodNetwork, type PodSetupOptions,
 } from '../../../endpoint/podnet.ts';
 import { ipBatch, isNoDevice, parseJsonLines } from './ip.ts';
 
@@ -31,7 +31,7 @@ interface IpNeigh {
 }
 
 export class LinuxPodNetwork implements PodNetwork {
-  async setup(s: PodLinkSpec): Promise<PodLinkInfo> {
+  async setup(s: PodLinkSpec, opts: PodSetupOptions = {}): Promise<PodLinkInfo> {
     let info = await this.setupHost(s);
     if (info === 'exists') {
       // A host veth of this attachment survived a crash between create and record:
@@ -40,19 +40,28 @@ export class LinuxPodNetwork implements PodNetwork {
       info = await this.setupHost(s);
       if (info === 'exists') throw new PodNetworkError(`creating veth ${s.hostIfName}: name still in use`);
     }
-    const pod = await ipBatch([
-      'link set lo up',
-      `link set ${s.podIfName} up`,
-      `addr add ${s.ipv4}/32 dev ${s.podIfName}`,
-      // The gateway is on-link through the veth; the permanent neighbour answers for it,
-      // so the pod never ARPs (and the host needs no proxy_arp or address of its own).
-      `route add ${s.gateway} dev ${s.podIfName} scope link`,
-      `route add default via ${s.gateway} dev ${s.podIfName}`,
-      `neigh replace ${s.gateway} lladdr ${s.hostMac} dev ${s.podIfName} nud permanent`,
-    ], { netns: s.netns });
-    if (pod.code !== 0) {
+    const hook = opts.onHostLink?.(info.hostIfindex);
+    const [pod, hooked] = await Promise.allSettled([
+      ipBatch([
+        'link set lo up',
+        `link set ${s.podIfName} up`,
+        `addr add ${s.ipv4}/32 dev ${s.podIfName}`,
+        // The gateway is on-link through the veth; the permanent neighbour answers for
+        // it, so the pod never ARPs (and the host needs no proxy_arp or address of its own).
+        `route add ${s.gateway} dev ${s.podIfName} scope link`,
+        `route add default via ${s.gateway} dev ${s.podIfName}`,
+        `neigh replace ${s.gateway} lladdr ${s.hostMac} dev ${s.podIfName} nud permanent`,
+      ], { netns: s.netns }),
+      hook ?? Promise.resolve(),
+    ]);
+    if (hooked.status === 'rejected') {
       await this.teardown(s.hostIfName).catch(() => undefined);
-      throw new PodNetworkError(`configuring ${s.podIfName} in ${s.netns}: ${pod.stderr}`);
+      throw hooked.reason;
+    }
+    if (pod.status === 'rejected' || pod.value.code !== 0) {
+      await this.teardown(s.hostIfName).catch(() => undefined);
+      const why = pod.status === 'rejected' ? (pod.reason as Error).message : pod.value.stderr;
+      throw new PodNetworkError(`configuring ${s.podIfName} in ${s.netns}: ${why}`);
     }
     return info;
   }
