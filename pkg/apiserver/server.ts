@@ -165,7 +165,11 @@ export class Handler {
       // Warning headers as upstream sends them (RFC 7234 code 299); kubectl prints them.
       if (warnings.length > 0 && !res.headersSent) res.setHeader('Warning', warnings.map((w) => `299 - ${JSON.stringify(w)}`));
     };
-    if (t.namespaced && ns === undefined && name !== undefined) throw notFoundPath(url.pathname);
+    if (t.namespaced && ns === undefined) {
+      // Across all namespaces only list and watch exist, as upstream.
+      if (name !== undefined) throw notFoundPath(url.pathname);
+      if (method !== 'GET') throw methodNotSupported(t, `${method} across all namespaces`);
+    }
     const accept = req.headers.accept ?? '';
 
     if (method === 'GET') {
@@ -197,7 +201,8 @@ export class Handler {
       return this.respondObject(res, t, out.obj, accept, q, out.created ? 201 : 200);
     }
     if (method === 'DELETE') {
-      const body = await readBody(req, t).catch(() => undefined);
+      const body = await readBody(req, t);
+      if (body !== undefined && !isObj(body)) throw badRequest('DeleteOptions must be a JSON object');
       const opts = isObj(body) ? body : {};
       const pre = objAt(opts.preconditions);
       const dryDel = dryRun || (Array.isArray(opts.dryRun) && opts.dryRun.includes('All'));

@@ -251,12 +251,16 @@ export class Store {
     const key = objKey(meta.namespace, meta.name ?? '');
     if (meta.name && bucket.has(key)) throw alreadyExists(t, meta.name);
     this.checkValid(t, o, opts);
-    const causes = opts.dryRun ? [] : prepareForCreate(t, o, this.ctx);
+    const causes = prepareForCreate(t, o, this.ctx);
     if (causes.length > 0) throw invalid(t.group, t.kind, meta.name ?? '', causes);
     meta.uid = randomUUID();
     meta.creationTimestamp = rfc3339();
     meta.generation = 1;
-    if (opts.dryRun) return o;
+    if (opts.dryRun) {
+      // Like upstream's dry run: allocations (ClusterIPs) are made, shown, and given back.
+      onDeleted(t, o, this.ctx);
+      return o;
+    }
     this.rv++;
     meta.resourceVersion = String(this.rv);
     bucket.set(key, o);

@@ -72,6 +72,13 @@ describe('lab API server semantics', () => {
       expect(r.body.reason).toBe('BadRequest');
     });
 
+    it('405 for writes across all namespaces, 400 for a bad DeleteOptions body', async () => {
+      expect((await lab.call('POST', '/api/v1/pods', podBody('nowhere'))).status).toBe(405);
+      expect((await lab.call('DELETE', '/api/v1/pods')).status).toBe(405);
+      expect((await lab.call('DELETE', '/api/v1/namespaces/s1/pods/dup', '[1]')).status).toBe(400);
+      expect((await lab.call('GET', '/api/v1/namespaces/s1/pods/dup')).status).toBe(200);
+    });
+
     it('409 Conflict for an update with a stale resourceVersion', async () => {
       const created = (await lab.call('POST', '/api/v1/namespaces/s1/configmaps', { metadata: { name: 'cc' }, data: { a: '1' } })).body;
       const ok = await lab.call('PUT', '/api/v1/namespaces/s1/configmaps/cc', { ...created, data: { a: '2' } });
@@ -162,6 +169,10 @@ describe('lab API server semantics', () => {
       expect(pinned.spec.clusterIP).toBe('10.123.0.200');
       expect((await svc('svc-d', { clusterIP: '10.123.0.200', ports: [{ port: 1 }] })).status).toBe(422);
       expect((await svc('svc-e', { clusterIP: '192.168.0.1', ports: [{ port: 1 }] })).status).toBe(422);
+      const dry = (await lab.call('POST', '/api/v1/namespaces/s1/services?dryRun=All', { metadata: { name: 'svc-dry' }, spec: { clusterIP: '10.123.0.150', ports: [{ port: 1 }] } })).body;
+      expect(dry.spec.clusterIP).toBe('10.123.0.150');
+      expect((await lab.call('GET', '/api/v1/namespaces/s1/services/svc-dry')).status).toBe(404);
+      expect((await svc('svc-after-dry', { clusterIP: '10.123.0.150', ports: [{ port: 1 }] })).status).toBe(201);
       const headless = (await svc('svc-h', { clusterIP: 'None', ports: [{ port: 1 }] })).body;
       expect(headless.spec.clusterIPs).toEqual(['None']);
       // A changed ClusterIP is refused; the address is freed on delete.
