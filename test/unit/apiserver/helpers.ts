@@ -34,7 +34,7 @@ export async function startLab(opts: ApiServerOptions = {}): Promise<Lab> {
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       const child = execFile('kubectl', [...base, ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-        resolve({ code, stdout, stderr });
+        resolve({ code, stdout, stderr: stderr || (err ? err.message : '') });
       });
       if (stdin !== undefined) child.stdin?.end(stdin);
     });

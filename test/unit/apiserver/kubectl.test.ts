@@ -51,6 +51,8 @@ describe('kubectl against the lab API server', () => {
   let lab: Lab;
   beforeAll(async () => {
     lab = await startLab();
+    const v = await lab.kubectlResult(['version', '--client']);
+    if (v.code !== 0) throw new Error(`kubectl is needed on PATH for these tests (this machine kind ships 1.32): ${v.stderr}`);
   });
   afterAll(async () => {
     await lab?.close();

@@ -411,6 +411,14 @@ describe('lab API server semantics', () => {
       expect(w.events[0]?.object.code).toBe(410);
     });
 
+    it('forgets a watch when its client goes away', async () => {
+      const before = lab.server.watchCount();
+      const w = await openWatch(lab.server.url, '/api/v1/pods?watch=1&allowWatchBookmarks=true');
+      await waitFor(() => lab.server.watchCount() === before + 1, 'watch registered');
+      w.close();
+      await waitFor(() => lab.server.watchCount() === before, 'watch released');
+    });
+
     it('ends the stream after timeoutSeconds', async () => {
       const w = await openWatch(lab.server.url, '/api/v1/nodes?watch=1&timeoutSeconds=1');
       await w.ended;
