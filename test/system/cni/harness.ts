@@ -140,8 +140,16 @@ export class Node {
     return sh('nsenter', [`--net=${path}`, cmd, ...args]);
   }
 
+  /** When set, the agent runs in Kubernetes mode with this kubeconfig (pod CIDR from the Node). */
+  kubeconfig: string | undefined;
+
+  get nodeName(): string {
+    return `${this.prefix}-node`;
+  }
+
   agentArgs(extra: string[] = []): string[] {
-    return ['--standalone', '--node-name', `${this.prefix}-node`, '--pod-cidr', this.cidr,
+    const mode = this.kubeconfig ? ['--kubeconfig', this.kubeconfig] : ['--standalone', '--pod-cidr', this.cidr];
+    return [...mode, '--node-name', this.nodeName,
       '--state-dir', this.stateDir, '--api-socket', this.socket, '--bpffs-root', this.bpffs,
       '--datapath', testDatapath(), ...extra];
   }
