@@ -105,16 +105,11 @@ static __always_inline int ct_is_reply(__u32 ep, __u8 dir, const struct packet *
 	return 1;
 }
 
-/*
- * Records (or refreshes) the flow of an allowed forward packet. Returns 1 when the flow
- * is new (no live entry existed), which is when a verdict event is worth sending.
- */
-static __always_inline int ct_track(__u32 ep, __u8 dir, const struct packet *p, __u32 ruleId,
-				    __u64 now)
+/* The live entry of the flow `p` belongs to in direction `dir`, or NULL. */
+static __always_inline struct ct_value *ct_forward(__u32 ep, __u8 dir, const struct packet *p,
+						   __u64 now)
 {
 	struct ct_key k = {};
-	struct ct_value nv = {};
-	struct ct_value *v;
 
 	k.endpointId = ep;
 	k.direction = dir;
@@ -123,16 +118,50 @@ static __always_inline int ct_track(__u32 ep, __u8 dir, const struct packet *p, 
 	k.daddr = p->t.daddr;
 	k.sport = p->t.sport;
 	k.dport = p->t.dport;
+	return ct_lookup_live(&k, now);
+}
 
-	v = bpf_map_lookup_elem(&pal_conntrack, &k);
-	if (v && now - v->lastSeen <= ct_lifetime(k.protocol, v->flags)) {
+static __always_inline void ct_forget(__u32 ep, __u8 dir, const struct packet *p)
+{
+	struct ct_key k = {};
+
+	k.endpointId = ep;
+	k.direction = dir;
+	k.protocol = p->t.protocol;
+	k.saddr = p->t.saddr;
+	k.daddr = p->t.daddr;
+	k.sport = p->t.sport;
+	k.dport = p->t.dport;
+	bpf_map_delete_elem(&pal_conntrack, &k);
+}
+
+/*
+ * Records the verdict of an allowed forward packet: refreshes `v` (the live entry from
+ * ct_forward, or NULL) or creates the entry. Returns 1 when the flow is new, which is
+ * when a verdict event is worth sending.
+ */
+static __always_inline int ct_track(__u32 ep, __u8 dir, const struct packet *p,
+				    struct ct_value *v, __u32 ruleId, __u32 generation, __u64 now)
+{
+	struct ct_key k = {};
+	struct ct_value nv = {};
+
+	if (v) {
 		ct_touch(v, now, ct_flags_of(p));
-		if (v->ruleId != ruleId)
-			v->ruleId = ruleId;
+		v->ruleId = ruleId;
+		v->generation = generation;
 		return 0;
 	}
+	k.endpointId = ep;
+	k.direction = dir;
+	k.protocol = p->t.protocol;
+	k.saddr = p->t.saddr;
+	k.daddr = p->t.daddr;
+	k.sport = p->t.sport;
+	k.dport = p->t.dport;
 	nv.lastSeen = now;
 	nv.ruleId = ruleId;
+	nv.generation = generation;
 	/* A SYN reopening an expired or closing tuple starts clean. */
 	nv.flags = ct_flags_of(p);
 	bpf_map_update_elem(&pal_conntrack, &k, &nv, BPF_ANY);

@@ -144,11 +144,19 @@ struct ct_key {
 
 #define CT_F_CLOSING 1 /* a FIN or RST was seen: short lifetime */
 
+/*
+ * `generation` caches the forward verdict: an entry whose generation equals the current
+ * policy generation (config map) was allowed by exactly the maps in force now, so its
+ * next forward packet passes without the ipcache and policy lookups. Every apply() bumps
+ * the generation after its writes, which re-judges every flow on its next packet, so
+ * NETPOL 25 (forward packets checked against the current policy) still holds.
+ */
 struct ct_value {
 	__u64 lastSeen; /* bpf_ktime_get_ns() */
 	__u32 ruleId;
+	__u32 generation;
 	__u8 flags;
-	__u8 pad[3];
+	__u8 pad[7];
 };
 
 /* ---- fragments: first fragment allowed -> later fragments of that datagram pass ---- */
@@ -190,6 +198,13 @@ struct flow_event {
 	__u32 pad;
 };
 
+/* ---- config: one entry, written by the agent ---------------------------------------- */
+
+struct config_value {
+	__u32 policyGeneration; /* bumped by every apply(), after its map writes */
+	__u32 pad;
+};
+
 /* ---- counters: [direction][slot], slot 0 = allowed, slot -reason = that drop ----- */
 
 #define COUNTER_SLOTS (1 + DROP_REASON_COUNT)
@@ -213,7 +228,9 @@ _Static_assert(__builtin_offsetof(struct cidr_key, addr) == 12, "cidr_key.addr")
 _Static_assert(sizeof(struct cidr_value) == 4, "cidr_value size");
 _Static_assert(sizeof(struct ct_key) == 20, "ct_key size");
 _Static_assert(__builtin_offsetof(struct ct_key, direction) == 16, "ct_key.direction");
-_Static_assert(sizeof(struct ct_value) == 16, "ct_value size");
+_Static_assert(sizeof(struct ct_value) == 24, "ct_value size");
+_Static_assert(__builtin_offsetof(struct ct_value, generation) == 12, "ct_value.generation");
+_Static_assert(sizeof(struct config_value) == 8, "config_value size");
 _Static_assert(sizeof(struct frag_key) == 16, "frag_key size");
 _Static_assert(sizeof(struct frag_value) == 8, "frag_value size");
 _Static_assert(sizeof(struct flow_event) == 40, "flow_event size");
@@ -283,6 +300,14 @@ struct {
 	__uint(max_entries, PAL_EVENTS_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pal_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct config_value);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_config SEC(".maps");
 
 /* A plain array with atomic adds: the npm `bpf` package cannot read per-CPU values. */
 struct {

@@ -60,11 +60,21 @@ static __always_inline struct frag_value *frag_find(__u32 ep, __u8 dir, const st
 	return bpf_map_lookup_elem(&pal_fragments, &k);
 }
 
+/* Current policy generation (see struct ct_value). Read before any policy lookup. */
+static __always_inline __u32 policy_generation(void)
+{
+	__u32 zero = 0;
+	struct config_value *c = bpf_map_lookup_elem(&pal_config, &zero);
+
+	return c ? c->policyGeneration : 0;
+}
+
 /* An allowed forward packet: track the flow, report it when new, count it. */
 static __always_inline int allow_forward(__u32 ep, __u8 dir, const struct packet *p,
+					 struct ct_value *ct, __u32 generation,
 					 __u32 peer, __u32 ruleId, __u64 now)
 {
-	if (ct_track(ep, dir, p, ruleId, now))
+	if (ct_track(ep, dir, p, ct, ruleId, generation, now))
 		emit(ep, dir, p, peer, ruleId, VERDICT_ALLOWED, 0, now);
 	frag_remember(ep, dir, p, ruleId);
 	count(dir, 0);
@@ -77,6 +87,8 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 	struct endpoint_value *ep;
 	struct policy_value *pv;
 	struct frag_value *fv;
+	struct ct_value *ct;
+	__u32 generation;
 	struct packet p = {};
 	__u32 epId, peer;
 	__be32 remote;
@@ -90,6 +102,7 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_OK;
 
 	now = bpf_ktime_get_ns();
+	generation = policy_generation();
 	ep = bpf_map_lookup_elem(&pal_endpoints, &ek);
 	if (!ep)
 		return drop(0, dir, &p, 0, DROP_NO_ENDPOINT, now);
@@ -126,19 +139,32 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_OK;
 	}
 
+	/* A flow allowed under the maps in force now: same verdict, no lookups. */
+	ct = ct_forward(epId, dir, &p, now);
+	if (ct && ct->generation == generation) {
+		ct_touch(ct, now, ct_flags_of(&p));
+		frag_remember(epId, dir, &p, ct->ruleId);
+		count(dir, 0);
+		return TC_ACT_OK;
+	}
+
 	peer = ipcache_identity(remote);
 
 	/* Step 3: the node to its pods (NETPOL 22). */
 	if (dir == DIR_INGRESS && peer == IDENTITY_HOST)
-		return allow_forward(epId, dir, &p, peer, 0, now);
+		return allow_forward(epId, dir, &p, ct, generation, peer, 0, now);
 	/* Step 4: direction not isolated. */
 	if (!enforced)
-		return allow_forward(epId, dir, &p, peer, 0, now);
+		return allow_forward(epId, dir, &p, ct, generation, peer, 0, now);
 	/* Steps 5-7. */
 	pv = policy_decide(epId, dir, peer, remote, &p);
-	if (!pv)
+	if (!pv) {
+		/* A flow the current policy no longer allows loses its reply path too. */
+		if (ct)
+			ct_forget(epId, dir, &p);
 		return drop(epId, dir, &p, peer, DROP_POLICY_DENIED, now);
-	return allow_forward(epId, dir, &p, peer, pv->ruleId, now);
+	}
+	return allow_forward(epId, dir, &p, ct, generation, peer, pv->ruleId, now);
 }
 
 #endif

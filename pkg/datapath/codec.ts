@@ -73,6 +73,7 @@ export const mapNames = {
   fragments: 'pal_fragments',
   events: 'pal_events',
   counters: 'pal_counters',
+  config: 'pal_config',
 } as const;
 
 // ---- layouts ----------------------------------------------------------------------------
@@ -112,7 +113,11 @@ export const layouts = {
     fields: { endpointId: [0, 4], saddr: [4, 4], daddr: [8, 4], sport: [12, 2], dport: [14, 2],
       direction: [16, 1], protocol: [17, 1], pad: [18, 2] },
   },
-  ct_value: { size: 16, fields: { lastSeen: [0, 8], ruleId: [8, 4], flags: [12, 1], pad: [13, 3] } },
+  ct_value: {
+    size: 24,
+    fields: { lastSeen: [0, 8], ruleId: [8, 4], generation: [12, 4], flags: [16, 1], pad: [17, 7] },
+  },
+  config_value: { size: 8, fields: { policyGeneration: [0, 4], pad: [4, 4] } },
   frag_key: {
     size: 16,
     fields: { endpointId: [0, 4], saddr: [4, 4], daddr: [8, 4], id: [12, 2], direction: [14, 1],
@@ -394,6 +399,8 @@ export interface CtEntry {
   /** Kernel monotonic nanoseconds. */
   lastSeen: bigint;
   ruleId: number;
+  /** Policy generation the verdict was cached under. */
+  generation: number;
   flags: number;
 }
 
@@ -410,6 +417,7 @@ export function decodeCt(key: Buffer, value: Buffer): CtEntry {
     protocol: key[off(k, 'protocol')]!,
     lastSeen: value.readBigUInt64LE(off(v, 'lastSeen')),
     ruleId: value.readUInt32LE(off(v, 'ruleId')),
+    generation: value.readUInt32LE(off(v, 'generation')),
     flags: value[off(v, 'flags')]!,
   };
 }
@@ -441,6 +449,17 @@ export function decodeFlowEvent(buf: Buffer, monoToEpochMs: (ns: bigint) => numb
   const reason = dropReasonOf(reasonCode);
   if (reason) ev.reason = reason;
   return ev;
+}
+
+/** The config map's single value. */
+export function encodeConfig(policyGeneration: number): Buffer {
+  const b = Buffer.alloc(layouts.config_value.size);
+  b.writeUInt32LE(policyGeneration >>> 0, off(layouts.config_value, 'policyGeneration'));
+  return b;
+}
+
+export function decodeConfig(value: Buffer): { policyGeneration: number } {
+  return { policyGeneration: value.readUInt32LE(off(layouts.config_value, 'policyGeneration')) };
 }
 
 /** Index in the counters array of (direction, slot); slot 0 = allowed, -code = a drop. */

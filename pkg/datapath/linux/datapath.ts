@@ -21,7 +21,7 @@ import { createMapRef, objGet, RawMap, RawQueueMap, type MapRef } from 'bpf';
 
 import {
   DatapathError, counterIndex, decodeCidr, decodeCt, decodeEndpoint,
-  decodeFlowEvent, decodeIpcache, decodePolicy, dropReasonCodes, encodeCidrKey,
+  decodeConfig, decodeFlowEvent, decodeIpcache, decodePolicy, dropReasonCodes, encodeCidrKey, encodeConfig,
   encodeEndpointKey, encodeEndpointValue, encodeIdentityValue, encodeIpcacheKey,
   encodePolicyKeys, layouts, mapNames, type CtEntry,
 } from '../codec.ts';
@@ -90,6 +90,7 @@ const mapSizes: Record<MapName, [number, number]> = {
   fragments: [layouts.frag_key.size, layouts.frag_value.size],
   events: [0, layouts.flow_event.size],
   counters: [4, 8],
+  config: [4, layouts.config_value.size],
 };
 
 function errnoOf(e: unknown): string | undefined {
@@ -291,7 +292,27 @@ export class LinuxDatapath implements Datapath {
       this.policyIndex = new PolicyKeyIndex();
       for (const p of this.dumpPolicy()) this.policyIndex.upsert(p);
       throw new DatapathError(ERR_DATAPATH_APPLY, `applying datapath change: ${(e as Error).message}`, { cause: e });
+    } finally {
+      // After the writes, also after a partial failure: every cached forward verdict
+      // is re-judged against the maps as they now are (NETPOL 25).
+      this.bumpGeneration();
     }
+  }
+
+  /** The config map's policy generation (see struct ct_value in bpf/lib/maps.h). */
+  private bumpGeneration(): void {
+    const m = this.map('config');
+    const k = Buffer.alloc(4);
+    const cur = m.get(k);
+    const gen = cur ? decodeConfig(cur).policyGeneration : 0;
+    m.set(k, encodeConfig((gen + 1) >>> 0));
+  }
+
+  /** Current policy generation (tests, inspection). */
+  async policyGeneration(): Promise<number> {
+    await this.init();
+    const v = this.map('config').get(Buffer.alloc(4));
+    return v ? decodeConfig(v).policyGeneration : 0;
   }
 
   async dump(): Promise<DatapathState> {

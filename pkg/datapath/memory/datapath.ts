@@ -278,7 +278,11 @@ export class MemoryDatapath implements Datapath {
         by = 'cidr';
       }
     }
-    if (!rule) return this.drop(ep.endpointId, p, t, peer, 'policy-denied', 'default-deny', now);
+    if (!rule) {
+      // A flow the current policy no longer allows loses its reply path too.
+      this.conntrack.delete(this.ctKey(ep.endpointId, dir, t));
+      return this.drop(ep.endpointId, p, t, peer, 'policy-denied', 'default-deny', now);
+    }
     return this.allow(ep.endpointId, p, t, peer, rule.ruleId, by, now);
   }
 

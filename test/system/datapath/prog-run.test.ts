@@ -101,6 +101,22 @@ describePrivileged('datapath programs under BPF_PROG_TEST_RUN', () => {
     expect(judge({ direction: 'egress', src: POD, dst: PEER, protocol: 6, sport: 41000, dport: 80 })).toBe('allowed');
   });
 
+  test('a cached forward verdict is re-judged after every apply (NETPOL 25)', async () => {
+    const gen = await dp.policyGeneration();
+    await both(change({ policy: [allow({ port: 6060, endPort: 6060, ruleId: 60 })] }));
+    expect(await dp.policyGeneration()).toBe(gen + 1);
+    const fwd = tcpIn(6060, { sport: 45000, tcpFlags: 0x10 });
+    expect(judge(fwd)).toBe('allowed');
+    expect(judge(fwd)).toBe('allowed'); // served from the conntrack cache
+    const cached = (await dp.conntrack()).find((e) => e.sport === 45000);
+    expect(cached).toMatchObject({ ruleId: 60, generation: gen + 1, direction: 'ingress' });
+    await both(change({}, { policy: [allow({ port: 6060, endPort: 6060, ruleId: 60 })] }));
+    expect(judge(fwd)).toBe('dropped');
+    // The flow lost its reply path as well.
+    expect(judge({ direction: 'egress', src: POD, dst: PEER, protocol: 6, sport: 6060, dport: 45000, tcpFlags: 0x10 })).toBe('dropped');
+    expect((await dp.conntrack()).find((e) => e.sport === 45000)).toBeUndefined();
+  });
+
   test('port range edges: port-1, port, endPort-1, endPort, endPort+1', async () => {
     await both(change({ policy: [allow({ port: 30000, endPort: 30999, ruleId: 3 })] }));
     const got = [29999, 30000, 30998, 30999, 31000].map((p) => judge(tcpIn(p, { sport: 42000 })));
