@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { parseAgentArgs, UsageError } from '../../../pkg/agent/options.ts';
+
+describe('palisade-agent options', () => {
+  it('standalone with defaults', () => {
+    expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24'])).toMatchObject({
+      mode: 'standalone', nodeName: 'n', podCidr: '10.1.0.0/24', stateDir: '/var/lib/palisade',
+      apiSocket: '/var/run/palisade/cni.sock', pendingDelDir: '/var/run/palisade/pending-del',
+      bpffsRoot: '/sys/fs/bpf', datapath: 'linux', realizeTimeoutMs: 60000,
+    });
+  });
+  it('the pending-DEL spool follows the socket', () => {
+    expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24',
+      '--api-socket', '/tmp/x/a.sock']).pendingDelDir).toBe('/tmp/x/pending-del');
+  });
+  it('kubernetes mode needs no pod CIDR', () => {
+    expect(parseAgentArgs(['--kubeconfig', '/k', '--node-name', 'n'])).toMatchObject({ mode: 'kubernetes', kubeconfig: '/k' });
+  });
+  for (const [name, argv, msg] of [
+    ['neither mode', ['--node-name', 'n'], /one of --standalone or --kubeconfig/],
+    ['both modes', ['--standalone', '--kubeconfig', '/k', '--node-name', 'n'], /exclude each other/],
+    ['no node name', ['--standalone', '--pod-cidr', '10.1.0.0/24'], /--node-name is required/],
+    ['standalone without CIDR', ['--standalone', '--node-name', 'n'], /--pod-cidr is required/],
+    ['a bad CIDR', ['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.1/24'], /host bits/],
+    ['a relative state dir', ['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--state-dir', 'x'], /absolute/],
+    ['an unknown flag', ['--standalone', '--frob'], /frob/],
+    ['a bad datapath', ['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--datapath', 'x'], /--datapath/],
+    ['a bad mtu', ['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--mtu', '9'], /--mtu/],
+  ] as const) {
+    it(`rejects ${name}`, () => {
+      expect(() => parseAgentArgs([...argv])).toThrow(UsageError);
+      expect(() => parseAgentArgs([...argv])).toThrow(msg);
+    });
+  }
+});
