@@ -1,6 +1,7 @@
 // The CNI plugin end to end: the real shim talking to a real agent process that sets up
 // real veths and namespaces (root only). Each suite has its own node namespace, agent,
 // state dir, socket and bpffs mount, all removed afterwards.
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../../helpers/privileged.ts';
 import { Node, testDatapath } from './harness.ts';
@@ -176,6 +177,26 @@ describePrivileged('CNI ADD/CHECK/DEL against a real agent', () => {
     expect(node.leases()).toHaveLength(leasesBefore);
     const links = await node.inPod(p4, 'ip', ['-j', 'link', 'show']);
     expect(JSON.parse(links.stdout).map((l: { ifname: string }) => l.ifname)).toEqual(['lo']);
+  });
+
+  it('CNI_NETNS may be a /proc/PID/ns/net path', async () => {
+    const holder = spawn('unshare', ['-n', 'sleep', '60'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const netns = `/proc/${holder.pid}/ns/net`;
+      const add = await node.cni('ADD', { containerId: 'procns', netns });
+      expect(add.code, add.stdout).toBe(0);
+      const ip = (add.json!.ips as { address: string }[])[0]!.address.split('/')[0]!;
+      const ping = await node.inNode('ping', ['-c', '1', '-W', '2', ip]);
+      expect(ping.code, ping.stdout).toBe(0);
+      const check = await node.cni('CHECK', { containerId: 'procns', netns, config: node.netConfig({ prevResult: add.json }) });
+      expect(check.code, check.stdout).toBe(0);
+      const del = await node.cni('DEL', { containerId: 'procns', netns });
+      expect(del.code, del.stdout).toBe(0);
+      expect(node.leases().map((l) => l.ip)).not.toContain(ip);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 
   it('VERSION lists the supported versions', async () => {
