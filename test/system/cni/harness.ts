@@ -57,6 +57,36 @@ export function testDatapath(): string {
   return process.env.PALISADE_TEST_DATAPATH ?? 'linux';
 }
 
+/** A one-connection TCP echo server (python3): `python3 -c ECHO_SERVER PORT`. */
+export const ECHO_SERVER = `
+import socket, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(('0.0.0.0', int(sys.argv[1]))); l.listen(1)
+print('listening', flush=True)
+c, _ = l.accept()
+while True:
+    d = c.recv(64)
+    if not d: break
+    c.sendall(d)
+`;
+
+// Sends a line every 20 ms on ONE connection and waits for its echo; prints the count,
+// or the error that broke the connection, when the duration is over.
+export const ECHO_CLIENT = `
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+end = time.time() + float(sys.argv[3]); n = 0
+try:
+    while time.time() < end:
+        s.sendall(b'ping\\n')
+        d = s.recv(16)
+        if not d: raise Exception('closed by peer')
+        n += 1; time.sleep(0.02)
+except Exception as e:
+    print('error', n, e, flush=True); sys.exit(1)
+print('ok', n, flush=True)
+`;
+
 export interface CniCall {
   containerId: string;
   netns?: string;
@@ -278,3 +308,37 @@ export class Node {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Runs an echo server in `serverNs` and a client in `clientNs` on one TCP connection for
+ * 6 s, restarting the agent (SIGTERM, start) in the middle. Resolves with the client's
+ * exit status and output, and whether the client was still running when the new agent
+ * was ready (the restart happened while the connection was in use).
+ */
+export async function echoAcrossRestart(node: Node, serverNs: string, clientNs: string, serverIp: string,
+  port: number): Promise<{ code: number; out: string; aliveAtRestart: boolean }> {
+  const server = spawn('nsenter', [`--net=${serverNs}`, 'python3', '-c', ECHO_SERVER, String(port)],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.stdout!.once('data', () => resolve());
+      server.once('exit', (c) => reject(new Error(`echo server exited ${c}`)));
+    });
+    const client = spawn('nsenter', [`--net=${clientNs}`, 'python3', '-c', ECHO_CLIENT, serverIp, String(port), '6'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    client.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+    client.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
+    const done = new Promise<number>((resolve) => client.once('exit', (c) => resolve(c ?? -1)));
+    await new Promise((r) => setTimeout(r, 1000));
+    const stopped = await node.stopAgent();
+    if (stopped !== 0) throw new Error(`agent exited with ${stopped} on SIGTERM`);
+    await new Promise((r) => setTimeout(r, 500));
+    await node.startAgent();
+    const aliveAtRestart = client.exitCode === null;
+    return { code: await done, out, aliveAtRestart };
+  } finally {
+    server.kill('SIGKILL');
+  }
+}
+

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../../pkg/apiserver/index.ts';
 import { describePrivileged } from '../../helpers/privileged.ts';
-import { Node, ROOT, testDatapath } from './harness.ts';
+import { echoAcrossRestart, Node, ROOT, testDatapath } from './harness.ts';
 
 const CRDS = join(ROOT, 'manifests/crds.yaml');
 const API_PORT = 6443;
@@ -91,6 +91,19 @@ describePrivileged('CNI in Kubernetes mode', () => {
       .find((e) => e.containerId === 'ka')!.ipv4;
     const allowed = await node.inPod(pb, 'ping', ['-c', '1', '-W', '2', ipA]);
     expect(allowed.code, allowed.stdout).toBe(0);
+  });
+
+  it.skipIf(testDatapath() !== 'linux')('an agent restart keeps an allowed connection (b to a) flowing', async () => {
+    const ipA = ((await node.get('/v1/endpoints')).body as { containerId: string; ipv4: string }[])
+      .find((e) => e.containerId === 'ka')!.ipv4;
+    const r = await echoAcrossRestart(node, pa, pb, ipA, 8080);
+    expect(r.aliveAtRestart, r.out).toBe(true);
+    expect(r.code, `${r.out}\n${node.agentLog.slice(-2000)}`).toBe(0);
+    expect(Number(r.out.split(' ')[1])).toBeGreaterThan(100);
+    // And b is still isolated after the restart.
+    const ipB = ((await node.get('/v1/endpoints')).body as { containerId: string; ipv4: string }[])
+      .find((e) => e.containerId === 'kb')!.ipv4;
+    expect((await node.inPod(pa, 'ping', ['-c', '1', '-W', '1', ipB])).code).not.toBe(0);
   });
 
   it('/v1/wait resolves for the API server\'s current resourceVersion', async () => {

@@ -1,38 +1,8 @@
 // The agent going away and coming back: DELs recorded while it is down are completed,
 // endpoints are restored, and running connections never notice.
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../../helpers/privileged.ts';
-import { Node } from './harness.ts';
-
-const ECHO_SERVER = `
-import socket, sys
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(('0.0.0.0', int(sys.argv[1]))); l.listen(1)
-print('listening', flush=True)
-c, _ = l.accept()
-while True:
-    d = c.recv(64)
-    if not d: break
-    c.sendall(d)
-`;
-
-// Sends a line every 20 ms on ONE connection and waits for its echo; prints the count,
-// or the error that broke the connection, when the duration is over.
-const ECHO_CLIENT = `
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-end = time.time() + float(sys.argv[3]); n = 0
-try:
-    while time.time() < end:
-        s.sendall(b'ping\\n')
-        d = s.recv(16)
-        if not d: raise Exception('closed by peer')
-        n += 1; time.sleep(0.02)
-except Exception as e:
-    print('error', n, e, flush=True); sys.exit(1)
-print('ok', n, flush=True)
-`;
+import { echoAcrossRestart, Node } from './harness.ts';
 
 function ipOf(r: { json: Record<string, unknown> | undefined }): string {
   return (r.json!.ips as { address: string }[])[0]!.address.split('/')[0]!;
@@ -78,32 +48,12 @@ describePrivileged('agent restart', () => {
     expect(a.code, a.stdout).toBe(0);
     expect(b.code, b.stdout).toBe(0);
     const srvIp = ipOf(a);
-    const server = spawn('nsenter', [`--net=${ps}`, 'python3', '-c', ECHO_SERVER, '8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.stdout.once('data', () => resolve());
-        server.once('exit', (c) => reject(new Error(`echo server exited ${c}`)));
-      });
-      const client = spawn('nsenter', [`--net=${pc}`, 'python3', '-c', ECHO_CLIENT, srvIp, '8080', '6'],
-        { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      client.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-      client.stderr.on('data', (c: Buffer) => { out += c.toString(); });
-      const done = new Promise<number>((resolve) => client.once('exit', (c) => resolve(c ?? -1)));
-      await new Promise((r) => setTimeout(r, 1000));
-      expect(await node.stopAgent()).toBe(0);
-      await new Promise((r) => setTimeout(r, 500));
-      await node.startAgent();
-      // The restart happened while the connection was in use.
-      expect(client.exitCode).toBeNull();
-      const code = await done;
-      expect(code, out).toBe(0);
-      expect(out).toMatch(/^ok \d+/);
-      // The connection carried traffic before and after the restart (6 s at ~40/s).
-      expect(Number(out.split(' ')[1])).toBeGreaterThan(100);
-    } finally {
-      server.kill('SIGKILL');
-    }
+    const r = await echoAcrossRestart(node, ps, pc, srvIp, 8080);
+    expect(r.aliveAtRestart, r.out).toBe(true);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/^ok \d+/);
+    // The connection carried traffic before and after the restart (6 s at ~40/s).
+    expect(Number(r.out.split(' ')[1])).toBeGreaterThan(100);
     const eps = (await node.get('/v1/endpoints')).body as { containerId: string; ipv4: string }[];
     expect(eps.map((e) => e.containerId).sort()).toEqual(['cli', 'srv']);
     // New ADDs after the restart never reuse a live address.
