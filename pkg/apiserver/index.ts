@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { parseAllDocuments } from 'yaml';
 import { ApiError } from './errors.ts';
 import { clone, isObj, type KObject, type Obj } from './json.ts';
+import { EndpointSliceController } from './endpointslices.ts';
 import { Handler } from './server.ts';
 import { Store, type Subresource } from './store.ts';
 
@@ -35,6 +36,12 @@ export interface ApiServerOptions {
    * the write was to another resource.
    */
   progressBookmarkMs?: number;
+  /**
+   * Runs the EndpointSlice controller (see endpointslices.ts): Services with selectors get
+   * EndpointSlices of their Pods. Default false: the lab API server has no controllers
+   * unless asked.
+   */
+  endpointSliceController?: boolean;
   /** IPv4 CIDR for Service ClusterIPs (default 10.96.0.0/16). */
   serviceCidr?: string;
   /** Receives one line per request (method, path, status, duration). */
@@ -142,6 +149,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       throw new Error(`registering crd ${String((crd.metadata as Obj | undefined)?.name)}: ${(err as Error).message}`, { cause: err });
     }
   }
+  const controller = opts.endpointSliceController ? new EndpointSliceController(store) : undefined;
   const host = opts.host ?? '127.0.0.1';
   let address = '';
   const handler = new Handler({
@@ -157,9 +165,13 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const onError = (err: Error): void => {
+      controller?.stop();
+      reject(new Error(`listening on ${host}:${opts.port ?? 0}: ${err.message}`, { cause: err }));
+    };
+    server.once('error', onError);
     server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
+      server.off('error', onError);
       resolve();
     });
   });
@@ -178,6 +190,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     store,
     close() {
       closed ??= new Promise<void>((resolve) => {
+        controller?.stop();
         closeWatches();
         server.close(() => resolve());
         server.closeAllConnections();

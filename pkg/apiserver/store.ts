@@ -48,6 +48,14 @@ interface LogEntry {
 /** Decides whether a watcher sees an object (namespace, label and field selectors). */
 export type ObjectFilter = (o: KObject) => boolean;
 
+/** A stored change, for in-process listeners (controllers). */
+export interface StoreEvent {
+  type: EventType;
+  resource: ResourceType;
+  object: KObject;
+  previous?: KObject;
+}
+
 export interface WatchEvent {
   type: EventType;
   object: KObject;
@@ -106,7 +114,7 @@ export class Store {
   private readonly objects = new Map<string, Map<string, KObject>>();
   private readonly log: LogEntry[] = [];
   private readonly watchers = new Set<Watcher>();
-  private readonly writeListeners = new Set<() => void>();
+  private readonly writeListeners = new Set<(e?: StoreEvent) => void>();
   private readonly ctx: StrategyContext;
   private readonly compactAfter: number;
   private rv = 0;
@@ -191,11 +199,15 @@ export class Store {
       this.oldestRv = (dropped[dropped.length - 1] as LogEntry).rv;
     }
     for (const w of [...this.watchers]) deliver(w, e);
-    for (const l of [...this.writeListeners]) l();
+    const se: StoreEvent = { type, resource: t, object: obj, ...(prev ? { previous: prev } : {}) };
+    for (const l of [...this.writeListeners]) l(se);
   }
 
-  /** Calls `listener` after every write (of any resource); returns the unsubscribe. */
-  onWrite(listener: () => void): () => void {
+  /**
+   * Calls `listener` after every write (of any resource) with its event, after watchers
+   * got it; `compact()` calls it without one. Returns the unsubscribe.
+   */
+  onWrite(listener: (e?: StoreEvent) => void): () => void {
     this.writeListeners.add(listener);
     return () => {
       this.writeListeners.delete(listener);
