@@ -6,8 +6,9 @@
  *       Loads the one program of OBJ, reusing the maps pinned in MAPS_DIR (pinning the
  *       ones that are missing), and pins the program at PROG_PIN (atomically replacing
  *       a previous pin). Prints the program id.
- *   palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN
- *       Attaches PROG_PIN to the interface with a tcx link pinned at LINK_PIN.
+ *   palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN [HOOK PROG_PIN LINK_PIN]
+ *       Attaches PROG_PIN to the interface with a tcx link pinned at LINK_PIN (one or
+ *       two hooks per call: a pod's attach is one process, not two).
  *       Idempotent: an existing live link for the same interface and hook is kept (and
  *       switched atomically to PROG_PIN if it runs another program). Exit status 3 when
  *       the kernel has no tcx, so the caller can fall back to clsact.
@@ -305,7 +306,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: palisade-bpf load OBJ PROG_PIN MAPS_DIR\n"
-		"       palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN\n"
+		"       palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN [HOOK PROG_PIN LINK_PIN]\n"
 		"       palisade-bpf detach LINK_PIN\n"
 		"       palisade-bpf ifname IFINDEX\n"
 		"       palisade-bpf info PROG_PIN\n"
@@ -317,8 +318,13 @@ int main(int argc, char **argv)
 	libbpf_set_print(silent_print);
 	if (argc == 5 && !strcmp(argv[1], "load"))
 		return cmd_load(argv[2], argv[3], argv[4]);
-	if (argc == 6 && !strcmp(argv[1], "attach"))
-		return cmd_attach(atoi(argv[2]), argv[3], argv[4], argv[5]);
+	if ((argc == 6 || argc == 9) && !strcmp(argv[1], "attach")) {
+		int rc = cmd_attach(atoi(argv[2]), argv[3], argv[4], argv[5]);
+
+		if (rc || argc == 6)
+			return rc;
+		return cmd_attach(atoi(argv[2]), argv[6], argv[7], argv[8]);
+	}
 	if (argc == 3 && !strcmp(argv[1], "detach"))
 		return cmd_detach(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "ifname"))

@@ -14,7 +14,7 @@
  * never touched, so established flows keep flowing across restarts and upgrades.
  * See docs/datapath.md.
  */
-import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createMapRef, objGet, RawMap, RawQueueMap, type MapRef } from 'bpf';
@@ -355,20 +355,19 @@ export class LinuxDatapath implements Datapath {
       if (!Number.isInteger(ifindex) || ifindex <= 0) {
         throw new DatapathError(ERR_DATAPATH_ATTACH, `attaching: bad ifindex ${ifindex}`);
       }
-      for (const p of programs) {
-        const prog = this.path('progs', p.name);
-        const link = this.path('links', `${ifindex}-${p.hook}`);
-        if (!this.forceClsact) {
-          const r = await this.runIn(this.helper, ['attach', String(ifindex), p.hook, prog, link]);
-          if (r.code === 0) continue;
-          if (r.code !== 3) {
-            throw new DatapathError(ERR_DATAPATH_ATTACH,
-              `attaching ${p.name} to ifindex ${ifindex}: ${r.stderr.trim() || `exit ${r.code}`}`);
-          }
-          this.log('info', 'tcx unavailable, using clsact', { ifindex });
+      if (!this.forceClsact) {
+        // Both hooks in one helper process.
+        const args = ['attach', String(ifindex)];
+        for (const p of programs) args.push(p.hook, this.path('progs', p.name), this.path('links', `${ifindex}-${p.hook}`));
+        const r = await this.runIn(this.helper, args);
+        if (r.code === 0) return;
+        if (r.code !== 3) {
+          throw new DatapathError(ERR_DATAPATH_ATTACH,
+            `attaching to ifindex ${ifindex}: ${r.stderr.trim() || `exit ${r.code}`}`);
         }
-        await this.attachClsact(ifindex, p.hook, prog);
+        this.log('info', 'tcx unavailable, using clsact', { ifindex });
       }
+      for (const p of programs) await this.attachClsact(ifindex, p.hook, this.path('progs', p.name));
     });
   }
 
@@ -547,14 +546,12 @@ function* readAll(m: RawMap): Generator<[Buffer, Buffer]> {
   for (const [k, v] of m.entries()) yield [Buffer.from(k), Buffer.from(v)];
 }
 
-/** Mounts bpffs at `root` unless a bpffs is already mounted exactly there. */
+/** Mounts bpffs at `root` unless `root` already is on a bpffs. */
 export async function ensureBpffs(root: string): Promise<void> {
-  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n');
-  const mounted = mounts.some((l) => {
-    const [, mnt, type] = l.split(' ');
-    return type === 'bpf' && mnt === root;
-  });
-  if (mounted) return;
+  // Already on a bpffs (the mount point itself or a directory inside one): nothing to do.
+  const BPF_FS_MAGIC = 0xcafe4a11;
+  const st = await fs.statfs(root).catch(() => undefined);
+  if (st && Number(st.type) === BPF_FS_MAGIC) return;
   await fs.mkdir(root, { recursive: true });
   await runOk(`mounting bpffs at ${root}`, 'mount', ['-t', 'bpf', 'bpf', root]);
 }
