@@ -6,8 +6,8 @@
  *   upstream's: maps merge recursively, `null` deletes a key, lists replace unless the
  *   field is declared mergeable in the kind's patch schema (by merge key, or as a set of
  *   primitives). Directives: `$patch: replace|delete|merge` on maps and list elements,
- *   `$retainKeys`, `$deleteFromPrimitiveList/<field>`; `$setElementOrder/<field>` is
- *   accepted and ignored (element order then follows the original, new elements last).
+ *   `$retainKeys`, `$deleteFromPrimitiveList/<field>`, `$setElementOrder/<field>` (see
+ *   reorder()).
  * Each function returns a new document; the input is never modified.
  */
 import { ApiError, badRequest } from './errors.ts';
@@ -175,11 +175,33 @@ function smpMap(orig: Obj, patch: Obj, path: string, schema: PatchSchema): Obj |
       out[k] = v;
     }
   }
+  for (const [k, order] of Object.entries(patch)) {
+    if (!k.startsWith(SET_ORDER) || !Array.isArray(order)) continue;
+    const field = k.slice(SET_ORDER.length);
+    if (Array.isArray(out[field])) out[field] = reorder(out[field] as unknown[], order, schema[join(path, field)]);
+  }
   if (Array.isArray(patch.$retainKeys)) {
     const keep = new Set(patch.$retainKeys.map(String));
     for (const k of Object.keys(out)) if (!keep.has(k)) delete out[k];
   }
   return out;
+}
+
+/**
+ * `$setElementOrder`: elements named in `order` come first, in that order; elements it
+ * does not name (added by someone else) follow in their previous relative order.
+ * Upstream interleaves those by their old neighbours; this is the simpler rule.
+ */
+function reorder(list: unknown[], order: unknown[], key: string | undefined): unknown[] {
+  if (key === undefined) return list;
+  const id = (e: unknown): unknown => (key === '' ? e : isObj(e) ? e[key] : undefined);
+  const wanted = order.map((o) => (key === '' ? o : isObj(o) ? o[key] : undefined));
+  const first: unknown[] = [];
+  for (const w of wanted) {
+    const e = list.find((x) => deepEqual(id(x), w));
+    if (e !== undefined && !first.includes(e)) first.push(e);
+  }
+  return [...first, ...list.filter((e) => !first.includes(e))];
 }
 
 function smpList(orig: unknown[], patch: unknown[], path: string, schema: PatchSchema): unknown[] {

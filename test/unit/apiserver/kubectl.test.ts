@@ -160,6 +160,24 @@ spec: {color: red, size: 7, owner: ann}
     expect(wide).toMatch(/^w1\s+red\s+7\s+Ready\s+ann\s+\d+s\s*$/m);
   });
 
+  it('applies changes to a custom resource (merge patch) and a Service (strategic, keyed ports)', async () => {
+    const widget = (color: string) => `apiVersion: test.palisade.dev/v1\nkind: Widget\nmetadata: {name: w1, namespace: shop}\nspec: {color: ${color}, size: 7, owner: ann}\n`;
+    expect(await lab.kubectl(['apply', '-f', '-'], widget('green'))).toContain('widget.test.palisade.dev/w1 configured');
+    expect((lab.server.get('test.palisade.dev/v1', 'Widget', 'shop', 'w1').spec as { color: string }).color).toBe('green');
+    const svc = (ports: string) => `apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\nspec:\n  selector: {app: web}\n  ports:\n${ports}`;
+    await lab.kubectl(['apply', '-f', '-'], svc('  - {name: http, port: 80, targetPort: 8080}\n  - {name: dns, port: 53, protocol: UDP}\n'));
+    const ip = (lab.server.get('v1', 'Service', 'shop', 'api').spec as { clusterIP: string }).clusterIP;
+    expect(await lab.kubectl(['apply', '-f', '-'], svc('  - {name: https, port: 443, targetPort: 8443}\n  - {name: http, port: 80, targetPort: 9090}\n'))).toContain('service/api configured');
+    const spec = lab.server.get('v1', 'Service', 'shop', 'api').spec as { clusterIP: string; ports: unknown[] };
+    expect(spec.clusterIP).toBe(ip);
+    // Ports merge by `port` (dns is gone, http keeps its entry) in the order of the new
+    // configuration (kubectl sends $setElementOrder).
+    expect(spec.ports).toEqual([
+      { name: 'https', port: 443, targetPort: 8443, protocol: 'TCP' },
+      { name: 'http', port: 80, targetPort: 9090, protocol: 'TCP' },
+    ]);
+  });
+
   it('rejects a custom resource that violates its schema', async () => {
     const r = await lab.kubectlResult(['apply', '-f', '-'], `apiVersion: test.palisade.dev/v1
 kind: Widget

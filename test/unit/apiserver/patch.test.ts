@@ -109,14 +109,16 @@ describe('strategic merge patch', () => {
     expect(smp({ spec: { $retainKeys: ['containers'], containers: [] } }).spec).toEqual({ containers: pod().spec.containers });
   });
 
-  it('finalizers merge as a set; $deleteFromPrimitiveList removes; $setElementOrder is ignored', () => {
+  it('finalizers merge as a set; $deleteFromPrimitiveList removes; $setElementOrder orders', () => {
     const o = smp({
-      metadata: { finalizers: ['x/two', 'x/one'], $setElementOrder: {} },
-      $setElementOrder: { 'spec/containers': [] },
-      spec: { '$setElementOrder/containers': [{ name: 'side' }, { name: 'app' }] },
+      metadata: { finalizers: ['x/two', 'x/one'] },
+      spec: { '$setElementOrder/containers': [{ name: 'new' }, { name: 'side' }], containers: [{ name: 'new', image: 'n' }] },
     });
     expect(o.metadata.finalizers).toEqual(['x/one', 'x/two']);
-    expect(o.spec.containers.map((c: { name: string }) => c.name)).toEqual(['app', 'side']);
+    // Named elements first in the given order, the unnamed one (app) after them.
+    expect(o.spec.containers.map((c: { name: string }) => c.name)).toEqual(['new', 'side', 'app']);
+    const f = smp({ metadata: { '$setElementOrder/finalizers': ['x/two', 'x/one'], finalizers: ['x/two'] } });
+    expect(f.metadata.finalizers).toEqual(['x/two', 'x/one']);
     expect(smp({ metadata: { '$deleteFromPrimitiveList/finalizers': ['x/one'] } }).metadata.finalizers).toEqual([]);
   });
 
