@@ -37,6 +37,15 @@ export function loadKubeConfig(path?: string): KubeConfig {
   return kc;
 }
 
+/** The slim form, or the item itself when it is malformed (the informer logs it). */
+function slimOrKeep(res: ResourceInfo, item: unknown): unknown {
+  try {
+    return res.slim(item);
+  } catch {
+    return item;
+  }
+}
+
 export class ClientNodeSource implements ListWatchSource {
   readonly #core: CoreV1Api;
   readonly #net: NetworkingV1Api;
@@ -72,7 +81,9 @@ export class ClientNodeSource implements ListWatchSource {
     do {
       if (signal.aborted) throw new Error('list aborted');
       const page = await this.#page(res, cont);
-      items.push(...(page.items ?? []));
+      // Slim page by page: holding 10k full (deserialized) pods until the end of the list
+      // would make the initial sync's memory peak several times the store's size.
+      for (const item of page.items ?? []) items.push(slimOrKeep(res, item));
       rv = page.metadata?.resourceVersion ?? rv;
       cont = page.metadata?._continue ?? page.metadata?.continue;
     } while (cont);

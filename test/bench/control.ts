@@ -1,0 +1,392 @@
+/**
+ * Control-plane benchmark (`make bench-control`, writes bench/out/control.json).
+ *
+ * 1. Policy change -> realized in the datapath maps: the real agent pipeline (client-node
+ *    informers against the in-memory API server, coalescing reconciler, compiler,
+ *    MemoryDatapath). 100 sequential changes, each a new NetworkPolicy allowing a new
+ *    port to this node's pods; a change is realized when the datapath's apply() carrying
+ *    its entry has returned. Swept over 0, 1k and 10k background pods with 1k background
+ *    policies. Also reported: how long `waitFor(rv)` (the lab's barrier) took.
+ * 2. Full load: an empty datapath to a state of 10k policy entries (start -> ready, with
+ *    the cluster already in memory).
+ * 3. Agent RSS with 10k remote pods: a separate process running only the control plane
+ *    against the API server of this process, measured after sync and a full GC.
+ *
+ * Prints measured / target ratios side by side (ratio <= 1 meets the target).
+ */
+import { fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startApiServer, type ApiServer } from '../../pkg/apiserver/index.ts';
+import { ControlPlane, type RealizedEvent } from '../../pkg/controlplane/controlplane.ts';
+import { createKubernetesControlPlane } from '../../pkg/controlplane/kubernetes.ts';
+import { MemoryDatapath } from '../../pkg/datapath/memory/index.ts';
+import type { DatapathChange } from '../../pkg/datapath/types.ts';
+import { MemoryCluster } from '../../pkg/k8s/memory.ts';
+import { PolicyCompiler } from '../../pkg/policy/compile.ts';
+import type { LocalEndpoint } from '../../pkg/policy/snapshot.ts';
+
+const NODE = 'bench-node-0';
+const LOCAL_PODS = 20;
+const CHANGES = 100;
+const TARGETS = { p99Ms: 50, loadMs: 200, rssMB: 150 };
+
+function repoRoot(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(d, 'package.json'))) {
+    const up = dirname(d);
+    if (up === d) throw new Error('repository root not found');
+    d = up;
+  }
+  return d;
+}
+
+class TimedDatapath extends MemoryDatapath {
+  onApply: ((c: DatapathChange, at: number) => void) | undefined;
+  override async apply(change: DatapathChange): Promise<void> {
+    await super.apply(change);
+    this.onApply?.(change, performance.now());
+  }
+}
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+// ---- cluster content -----------------------------------------------------------------
+
+const NAMESPACES = 10;
+const APPS = 50;
+
+function nsObj(i: number) {
+  return { apiVersion: 'v1', kind: 'Namespace', metadata: { name: `ns-${i}`, labels: { team: `t${i % 3}` } } };
+}
+
+function podObj(ns: string, name: string, ip: string, node: string, labels: Record<string, string>) {
+  return {
+    apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels },
+    spec: { nodeName: node, containers: [{ name: 'c', image: 'probe', ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }] }] },
+    status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
+  };
+}
+
+function nodeObj(i: number) {
+  return {
+    apiVersion: 'v1', kind: 'Node', metadata: { name: i === 0 ? NODE : `bench-node-${i}` },
+    spec: { podCIDR: `10.${100 + i}.0.0/16` },
+    status: { addresses: [{ type: 'InternalIP', address: `10.89.0.${10 + i}` }] },
+  };
+}
+
+/** Background policy i: in ns-(i%10), app-(i%50) accepts app-((i+1)%50) on one port. */
+function policyObj(i: number) {
+  return {
+    apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy',
+    metadata: { name: `bg-${i}`, namespace: `ns-${i % NAMESPACES}` },
+    spec: {
+      podSelector: { matchLabels: { app: `app-${i % APPS}` } },
+      policyTypes: ['Ingress'],
+      ingress: [{
+        from: [{ podSelector: { matchLabels: { app: `app-${(i + 1) % APPS}` } } }],
+        ports: [{ protocol: 'TCP', port: 1000 + (i % 100) }],
+      }],
+    },
+  };
+}
+
+/** Bench change k: local pods (app=local) accept each other on port 30000+k. */
+function changePolicy(k: number) {
+  return {
+    apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy',
+    metadata: { name: `change-${k}`, namespace: 'ns-0' },
+    spec: {
+      podSelector: { matchLabels: { app: 'local' } },
+      policyTypes: ['Ingress'],
+      ingress: [{ from: [{ podSelector: { matchLabels: { app: 'local' } } }], ports: [{ protocol: 'TCP', port: 30000 + k }] }],
+    },
+  };
+}
+
+function localEndpoints(): LocalEndpoint[] {
+  return Array.from({ length: LOCAL_PODS }, (_, i) => ({
+    endpointId: i + 1, ifindex: 1000 + i, ifname: `lxc${i}`, containerId: `c${i}`,
+    podNamespace: 'ns-0', podName: `local-${i}`, ipv4: `10.100.0.${i + 2}`,
+  }));
+}
+
+/** Creates namespaces, nodes, `pods` remote pods, the local pods and `policies` policies. */
+function populate(server: ApiServer, pods: number, policies: number): void {
+  const setStatus = (o: ReturnType<typeof podObj>) => {
+    const cur = server.create(o);
+    server.update({ ...cur, status: o.status }, 'status');
+  };
+  for (let i = 0; i < NAMESPACES; i++) server.create(nsObj(i));
+  for (let i = 0; i < 10; i++) server.create(nodeObj(i));
+  for (const ep of localEndpoints()) {
+    setStatus(podObj('ns-0', ep.podName, ep.ipv4, NODE, { app: 'local' }));
+  }
+  for (let i = 0; i < pods; i++) {
+    const node = 1 + (i % 9);
+    const ip = `10.${100 + node}.${Math.floor(i / 250) % 256}.${(i % 250) + 2}`;
+    setStatus(podObj(`ns-${i % NAMESPACES}`, `bg-${i}`, ip, `bench-node-${node}`, { app: `app-${i % APPS}`, tier: `tier-${i % 7}` }));
+  }
+  for (let i = 0; i < policies; i++) server.create(policyObj(i));
+}
+
+// ---- 1. change -> realized -----------------------------------------------------------
+
+interface LatencyResult {
+  backgroundPods: number;
+  policies: number;
+  changes: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  waitForP50Ms: number;
+  waitForP99Ms: number;
+  reconcilesPerChange: number;
+  /** From the watch event reaching the agent's store to realized (the reconcile's latencyMs). */
+  agentP50Ms: number;
+  agentP99Ms: number;
+  reconcileP99Ms: number;
+  compileP99Ms: number;
+  initialRealizeMs: number;
+}
+
+async function latencySweep(pods: number, policies: number, dir: string): Promise<LatencyResult> {
+  const server = await startApiServer({ crdFiles: [join(repoRoot(), 'manifests', 'crds.yaml')] });
+  const datapath = new TimedDatapath();
+  let cp: Awaited<ReturnType<typeof createKubernetesControlPlane>> | undefined;
+  try {
+    populate(server, pods, policies);
+    const kubeconfig = join(dir, `kubeconfig-${pods}`);
+    await server.writeKubeconfig(kubeconfig);
+    cp = await createKubernetesControlPlane({ kubeconfig, nodeName: NODE, datapath });
+    const t0 = performance.now();
+    for (const ep of localEndpoints()) void cp.upsertEndpoint(ep);
+    await cp.start();
+    await cp.whenReady();
+    const initialRealizeMs = performance.now() - t0;
+
+    const lat: number[] = [];
+    const waits: number[] = [];
+    const agent: number[] = [];
+    const reconcile: number[] = [];
+    const compile: number[] = [];
+    let lastEvent: RealizedEvent | undefined;
+    cp.onRealized((e) => { lastEvent = e; });
+    const reconcilesBefore = cp.reconciles;
+    for (let k = 0; k < CHANGES; k++) {
+      const port = 30000 + k;
+      const realized = new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`change ${k} not realized within 30 s`)), 30_000);
+        datapath.onApply = (c, at) => {
+          if (c.upsert.policy.some((e) => e.port === port)) {
+            clearTimeout(timer);
+            resolve(at);
+          }
+        };
+      });
+      const start = performance.now();
+      server.create(changePolicy(k));
+      const rv = server.resourceVersion();
+      const at = await realized;
+      lat.push(at - start);
+      await new Promise((r) => setImmediate(r));
+      if (lastEvent) {
+        agent.push(lastEvent.latencyMs);
+        reconcile.push(lastEvent.durationMs);
+        compile.push(lastEvent.compileMs);
+      }
+      await cp.waitFor(rv, 30_000);
+      waits.push(performance.now() - start);
+    }
+    return {
+      backgroundPods: pods, policies, changes: CHANGES,
+      p50Ms: round(quantile(lat, 0.5)), p99Ms: round(quantile(lat, 0.99)), maxMs: round(Math.max(...lat)),
+      waitForP50Ms: round(quantile(waits, 0.5)), waitForP99Ms: round(quantile(waits, 0.99)),
+      reconcilesPerChange: round((cp.reconciles - reconcilesBefore) / CHANGES),
+      agentP50Ms: round(quantile(agent, 0.5)), agentP99Ms: round(quantile(agent, 0.99)),
+      reconcileP99Ms: round(quantile(reconcile, 0.99)), compileP99Ms: round(quantile(compile, 0.99)),
+      initialRealizeMs: round(initialRealizeMs),
+    };
+  } finally {
+    await cp?.stop();
+    await server.close();
+  }
+}
+
+// ---- 2. full load of 10k policy entries ----------------------------------------------
+
+async function fullLoad() {
+  // 50 local pods x 200 policies, each allowing one port from one peer identity = 10k.
+  const ENDPOINTS = 50;
+  const POLICIES = 200;
+  const cluster = new MemoryCluster();
+  cluster.apply({ kind: 'Namespace', metadata: { name: 'load' } });
+  cluster.apply({ kind: 'Pod', metadata: { name: 'peer', namespace: 'load', labels: { role: 'peer' } }, spec: { nodeName: 'other', containers: [] }, status: { phase: 'Running', podIP: '10.200.0.2' } } as never);
+  const eps: LocalEndpoint[] = [];
+  for (let i = 0; i < ENDPOINTS; i++) {
+    const ip = `10.100.1.${i + 2}`;
+    cluster.apply({ kind: 'Pod', metadata: { name: `p${i}`, namespace: 'load', labels: { role: 'server' } }, spec: { nodeName: NODE, containers: [] }, status: { phase: 'Running', podIP: ip } } as never);
+    eps.push({ endpointId: i + 1, ifindex: 2000 + i, ifname: `lxc${i}`, containerId: `l${i}`, podNamespace: 'load', podName: `p${i}`, ipv4: ip });
+  }
+  for (let j = 0; j < POLICIES; j++) {
+    cluster.apply({
+      kind: 'NetworkPolicy', metadata: { name: `l${j}`, namespace: 'load' },
+      spec: { podSelector: { matchLabels: { role: 'server' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { role: 'peer' } } }], ports: [{ port: 5000 + j * 2, protocol: 'TCP' }] }] },
+    } as never);
+  }
+  const datapath = new MemoryDatapath();
+  const cp = new ControlPlane({ cluster, datapath, compiler: new PolicyCompiler(), nodeName: NODE });
+  let event: { compileMs: number; applyMs: number; operations: number } | undefined;
+  cp.onRealized((e) => { if (e.synced) event ??= e; });
+  const t0 = performance.now();
+  for (const ep of eps) void cp.upsertEndpoint(ep);
+  await cp.start();
+  await cp.whenReady();
+  const ms = performance.now() - t0;
+  await cp.stop();
+  return {
+    policyEntries: datapath.policy.size, endpoints: ENDPOINTS, ms: round(ms),
+    compileMs: round(event?.compileMs ?? 0), applyMs: round(event?.applyMs ?? 0), operations: event?.operations ?? 0,
+  };
+}
+
+// ---- 3. RSS with 10k remote pods (child process) -------------------------------------
+
+async function settledMemory(): Promise<NodeJS.MemoryUsage> {
+  const g = (globalThis as { gc?: () => void }).gc;
+  for (let i = 0; i < 3; i++) {
+    g?.();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return process.memoryUsage();
+}
+
+async function rssChild(kubeconfig: string): Promise<void> {
+  // Everything is imported by now (client-node included): the process's own baseline.
+  const base = await settledMemory();
+  const cp = await createKubernetesControlPlane({ kubeconfig, nodeName: NODE, datapath: new MemoryDatapath() });
+  for (const ep of localEndpoints()) void cp.upsertEndpoint(ep);
+  await cp.start();
+  await cp.whenReady();
+  const m = await settledMemory();
+  process.send!({ rss: m.rss, heapUsed: m.heapUsed, baseRss: base.rss, baseHeapUsed: base.heapUsed, pods: cp.cluster.store.size('pods') });
+  await cp.stop();
+}
+
+interface RssSample {
+  flags: string;
+  rssMB: number;
+  heapUsedMB: number;
+  /** Before the control plane started (Node + client-node loaded). */
+  baselineRssMB: number;
+  baselineHeapUsedMB: number;
+  storedPods: number;
+}
+
+async function rss(dir: string) {
+  const server = await startApiServer({ crdFiles: [join(repoRoot(), 'manifests', 'crds.yaml')] });
+  try {
+    populate(server, 10_000, 1000);
+    const kubeconfig = join(dir, 'kubeconfig-rss');
+    await server.writeKubeconfig(kubeconfig);
+    const mb = (n: number) => round(n / 2 ** 20, 1);
+    const samples: RssSample[] = [];
+    // Default V8 flags, and a small young generation (a flag the agent's launcher can set).
+    for (const flags of [[], ['--max-semi-space-size=1']]) {
+      const child = fork(fileURLToPath(import.meta.url), ['--rss-child', kubeconfig], {
+        execArgv: ['--expose-gc', ...flags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      const msg = await new Promise<{ rss: number; heapUsed: number; baseRss: number; baseHeapUsed: number; pods: number }>((resolve, reject) => {
+        child.once('message', (m) => resolve(m as never));
+        child.once('exit', (code) => reject(new Error(`rss child exited with ${code}`)));
+      });
+      await new Promise((r) => child.once('exit', r));
+      samples.push({
+        flags: flags.join(' ') || '(default)', rssMB: mb(msg.rss), heapUsedMB: mb(msg.heapUsed),
+        baselineRssMB: mb(msg.baseRss), baselineHeapUsedMB: mb(msg.baseHeapUsed), storedPods: msg.pods,
+      });
+    }
+    return { remotePods: 10_000, policies: 1000, samples };
+  } finally {
+    await server.close();
+  }
+}
+
+// ---- main ------------------------------------------------------------------------------
+
+function row(name: string, measured: number, target: number, unit: string): string {
+  const ratio = measured / target;
+  return `${name.padEnd(46)} ${`${measured} ${unit}`.padStart(12)} ${`${target} ${unit}`.padStart(10)} ${ratio.toFixed(2).padStart(7)}${ratio <= 1 ? '' : '  MISSED'}`;
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === '--rss-child') return rssChild(process.argv[3]!);
+  const dir = await mkdtemp(join(tmpdir(), 'pal-bench-control-'));
+  try {
+    const latency: LatencyResult[] = [];
+    const sizes = process.env.BENCH_PODS ? process.env.BENCH_PODS.split(',').map(Number) : [0, 1000, 10_000];
+    for (const pods of sizes) {
+      process.stderr.write(`bench-control: ${pods} background pods, 1000 policies...\n`);
+      latency.push(await latencySweep(pods, 1000, dir));
+    }
+    process.stderr.write('bench-control: full load of 10k policy entries...\n');
+    const load = await fullLoad();
+    process.stderr.write('bench-control: RSS with 10k remote pods...\n');
+    const mem = await rss(dir);
+
+    const out = {
+      benchmark: 'control', date: new Date().toISOString(),
+      machine: { cpus: cpus().length, node: process.version },
+      datapath: 'memory',
+      targets: TARGETS, latency, fullLoad: load, rss: mem,
+      ratios: {
+        ...Object.fromEntries(latency.map((l) => [`p99_${l.backgroundPods}pods`, round(l.p99Ms / TARGETS.p99Ms)])),
+        fullLoad: round(load.ms / TARGETS.loadMs),
+        rss: round(mem.samples[0]!.rssMB / TARGETS.rssMB),
+      },
+    };
+    const outDir = join(repoRoot(), 'bench', 'out');
+    await mkdir(outDir, { recursive: true });
+    await writeFile(join(outDir, 'control.json'), `${JSON.stringify(out, null, 2)}\n`);
+
+    console.log(`${'metric'.padEnd(46)} ${'measured'.padStart(12)} ${'target'.padStart(10)} ${'ratio'.padStart(7)}`);
+    for (const l of latency) {
+      console.log(row(`change->realized p99, ${l.backgroundPods} pods/${l.policies} pol`, l.p99Ms, TARGETS.p99Ms, 'ms'));
+    }
+    console.log(row(`full load, ${load.policyEntries} policy entries`, load.ms, TARGETS.loadMs, 'ms'));
+    for (const m of mem.samples) {
+      console.log(row(`agent RSS, ${mem.remotePods} remote pods, ${m.flags}`, m.rssMB, TARGETS.rssMB, 'MB'));
+    }
+    console.log('');
+    console.log('background pods   p50 ms   p99 ms   max ms   agent p50/p99   reconcile p99   compile p99   waitFor p50/p99   reconciles/change   initial ms');
+    for (const l of latency) {
+      console.log([
+        String(l.backgroundPods).padStart(15), String(l.p50Ms).padStart(8), String(l.p99Ms).padStart(8),
+        String(l.maxMs).padStart(8), `${l.agentP50Ms}/${l.agentP99Ms}`.padStart(15), String(l.reconcileP99Ms).padStart(15),
+        String(l.compileP99Ms).padStart(13), `${l.waitForP50Ms}/${l.waitForP99Ms}`.padStart(17),
+        String(l.reconcilesPerChange).padStart(19), String(l.initialRealizeMs).padStart(12),
+      ].join(' '));
+    }
+    console.log(`full load: compile ${load.compileMs} ms, apply ${load.applyMs} ms, ${load.operations} operations`);
+    for (const m of mem.samples) {
+      console.log(`RSS ${m.flags}: ${m.rssMB} MB (heap used ${m.heapUsedMB} MB); before start ${m.baselineRssMB} MB (heap ${m.baselineHeapUsedMB} MB)`);
+    }
+    console.log('wrote bench/out/control.json');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench-control: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});
