@@ -23,11 +23,14 @@ const CRDS = new URL('../../../manifests/crds.yaml', import.meta.url).pathname;
 type Obj = Record<string, unknown> & { metadata: { name: string; namespace?: string } };
 
 class Api {
-  constructor(readonly server: ApiServer) {}
+  readonly server: ApiServer;
+  constructor(server: ApiServer) {
+    this.server = server;
+  }
 
   apply(o: Obj): void {
     const apiVersion = (o.apiVersion as string | undefined) ?? (o.kind === 'NetworkPolicy' ? 'networking.k8s.io/v1' : o.kind === 'PalisadeNetworkPolicy' ? 'palisade.dev/v1alpha1' : 'v1');
-    const obj = { ...structuredClone(o), apiVersion };
+    const obj: Obj = { ...structuredClone(o), apiVersion };
     let existing: Obj | undefined;
     try {
       existing = this.server.get(apiVersion, String(o.kind), o.metadata.namespace, o.metadata.name) as unknown as Obj;
