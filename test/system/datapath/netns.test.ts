@@ -5,12 +5,15 @@
  * pod. Nothing is created outside these namespaces except the private bpffs mount.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
 import { emptyState, type CidrEntry, type DatapathState, type EndpointEntry, type PolicyEntry } from '../../../pkg/datapath/types.ts';
 import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
-import { bpffsDir, buildBpf, dropBpffs, ifindexOf, sh, shQuiet } from './env.ts';
+import { bpffsDir, buildBpf, dropBpffs, ifindexOf, repo, sh, shQuiet } from './env.ts';
 
 const sockTool = new URL('./sock.ts', import.meta.url).pathname;
 const GW = '10.99.0.1';
@@ -183,7 +186,7 @@ describePrivileged('datapath on real sockets between network namespaces', () => 
     s.close();
   });
 
-  test('restart: close, new LinuxDatapath, init, attach; the established connection keeps flowing', async () => {
+  test('restart and upgrade: close, new LinuxDatapath, init, attach; the established connection keeps flowing', async () => {
     await setState([ep(a, true, true), ep(b, true, true), ep(c, false, false)], [
       rule(a, 'egress', b.identity, 6, 8080), rule(b, 'ingress', a.identity, 6, 8080),
     ]);
@@ -203,6 +206,24 @@ describePrivileged('datapath on real sockets between network namespaces', () => 
     const progIds = new Set(sh('bpftool', ['prog', 'show', 'pinned', `${root}/palisade/progs/from_pod`]).match(/^(\d+):/)?.slice(1));
     const ours = links.filter((l) => [...progIds].some((id) => l.includes(`prog ${id} `) || l.endsWith(`prog ${id}`)));
     expect(ours).toHaveLength(3);
+
+    // Upgrade: objects newer than the pinned programs are reloaded at init and every
+    // pinned tcx link moves to the new program atomically; the connection keeps flowing.
+    const objDir = mkdtempSync(join(tmpdir(), `${prefix}-obj-`));
+    try {
+      for (const o of ['from_pod.o', 'to_pod.o']) copyFileSync(join(repo, 'bpf', 'out', o), join(objDir, o));
+      const progId = () => sh('bpftool', ['prog', 'show', 'pinned', `${root}/palisade/progs/to_pod`]).split(':')[0];
+      const before = progId();
+      await dp.close();
+      dp = new LinuxDatapath({ bpffsRoot: root, netns: node, objDir });
+      await dp.init();
+      const after = progId();
+      expect(after).not.toBe(before);
+      expect(sh('bpftool', ['link', 'show']).includes(`prog ${after}`)).toBe(true);
+      expect(await s.send('upgraded')).toBe('echo upgraded');
+    } finally {
+      rmSync(objDir, { recursive: true, force: true });
+    }
     s.close();
   });
 

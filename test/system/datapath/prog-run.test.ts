@@ -244,6 +244,16 @@ describePrivileged('datapath programs under BPF_PROG_TEST_RUN', () => {
     ]);
   });
 
+  test('a change with one bad entry is refused with a stable code and writes nothing', async () => {
+    const before = await dp.dump();
+    const gen = await dp.policyGeneration();
+    const bad = change({ policy: [allow({ port: 1111, endPort: 1111 }), allow({ port: 2000, endPort: 1999 })],
+      ipcache: [{ cidr: '10.77.0.0/16', identity: 5 }] });
+    await expect(dp.apply(bad)).rejects.toMatchObject({ code: 'PAL_DATAPATH_INVALID_ENTRY' });
+    expect(await dp.dump()).toEqual(before);
+    expect(await dp.policyGeneration()).toBe(gen);
+  });
+
   test('dump reads back what was applied; a delete removes exactly its keys', async () => {
     const wanted = await model.dump();
     const got = await dp.dump();
