@@ -281,23 +281,95 @@ function validPort(p: unknown): boolean {
   return typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
 }
 
-function validateCidr(field: string, v: unknown): StatusCause[] {
-  if (typeof v !== 'string') return [cause.required(field)];
+interface Cidr {
+  family: 4 | 6;
+  base: bigint;
+  bits: number;
+}
+
+function ipToBig(ip: string): bigint {
+  if (isIP(ip) === 4) return BigInt(ipToInt(ip));
+  // Expand "::" and parse eight 16-bit groups (an embedded IPv4 tail is converted first).
+  let s = ip;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  if (v4) {
+    const n = ipToInt(v4[1] as string);
+    s = `${s.slice(0, -v4[1]!.length)}${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+  }
+  const [head, tail] = s.includes('::') ? (s.split('::') as [string, string]) : [s, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  return groups.reduce((a, g) => (a << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+function parseCidr(v: string): Cidr | undefined {
   const m = /^(.+)\/(\d+)$/.exec(v);
   const fam = m ? isIP(m[1] as string) : 0;
-  if (!m || fam === 0 || Number(m[2]) > (fam === 4 ? 32 : 128)) return [cause.invalid(field, v, 'must be a valid CIDR')];
+  if (!m || fam === 0) return undefined;
+  const bits = Number(m[2]);
+  if (bits > (fam === 4 ? 32 : 128)) return undefined;
+  return { family: fam as 4 | 6, base: ipToBig(m[1] as string), bits };
+}
+
+/** True when `inner` lies inside `outer` and is smaller than it. */
+function strictSubset(inner: Cidr, outer: Cidr): boolean {
+  if (inner.family !== outer.family || inner.bits <= outer.bits) return false;
+  const width = inner.family === 4 ? 32 : 128;
+  const shift = BigInt(width - outer.bits);
+  return inner.base >> shift === outer.base >> shift;
+}
+
+function validateCidr(field: string, v: unknown): StatusCause[] {
+  if (typeof v !== 'string' || v === '') return [cause.required(field)];
+  if (!parseCidr(v)) return [cause.invalid(field, v, 'must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)')];
   return [];
 }
+
+const IANA_SVC_NAME = /^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/;
+
+/** Named ports: at most 15 characters, lowercase alphanumerics and '-', at least one letter, no '--'. */
+function validPortName(n: string): boolean {
+  return IANA_SVC_NAME.test(n) && /[a-z]/.test(n) && !n.includes('--');
+}
+
+const PORT_NAME_MSG = 'must contain only lowercase alphanumerics and \'-\', at most 15 characters, at least one letter, and no \'--\'';
 
 function validatePolicyPorts(field: string, ports: unknown): StatusCause[] {
   const out: StatusCause[] = [];
   arr(ports).forEach((p, i) => {
     const f = `${field}[${i}]`;
     if (p.protocol !== undefined && !PROTOCOLS.includes(p.protocol as string)) out.push(cause.notSupported(`${f}.protocol`, p.protocol, PROTOCOLS));
-    if (p.port !== undefined && typeof p.port !== 'string' && !validPort(p.port)) out.push(cause.invalid(`${f}.port`, p.port, 'must be between 1 and 65535, inclusive'));
+    if (typeof p.port === 'string') {
+      if (!validPortName(p.port)) out.push(cause.invalid(`${f}.port`, p.port, PORT_NAME_MSG));
+    } else if (p.port !== undefined && !validPort(p.port)) out.push(cause.invalid(`${f}.port`, p.port, 'must be between 1 and 65535, inclusive'));
     if (p.endPort !== undefined) {
       if (typeof p.port !== 'number') out.push(cause.required(`${f}.port`));
       else if (typeof p.endPort !== 'number' || p.endPort < p.port) out.push(cause.invalid(`${f}.endPort`, p.endPort, 'must be greater than or equal to `port`'));
+    }
+  });
+  return out;
+}
+
+const SELECTOR_OPS = ['In', 'NotIn', 'Exists', 'DoesNotExist'];
+
+/** metav1.LabelSelector checks: operators, values presence, label syntax. */
+function validateSelector(field: string, sel: unknown): StatusCause[] {
+  if (sel === undefined) return [];
+  if (!isObj(sel)) return [cause.typeInvalid(field, sel, 'must be a label selector')];
+  const out: StatusCause[] = [];
+  if (sel.matchLabels !== undefined) {
+    out.push(...validateLabels(sel.matchLabels).map((c) => ({ ...c, field: `${field}.matchLabels` })));
+  }
+  arr(sel.matchExpressions).forEach((e, i) => {
+    const f = `${field}.matchExpressions[${i}]`;
+    const values = Array.isArray(e.values) ? e.values : [];
+    if (typeof e.key !== 'string' || e.key === '') out.push(cause.required(`${f}.key`));
+    if (!SELECTOR_OPS.includes(e.operator as string)) out.push(cause.notSupported(`${f}.operator`, e.operator, SELECTOR_OPS));
+    else if ((e.operator === 'In' || e.operator === 'NotIn') && values.length === 0) {
+      out.push(cause.required(`${f}.values`));
+    } else if ((e.operator === 'Exists' || e.operator === 'DoesNotExist') && values.length > 0) {
+      out.push(cause.forbidden(`${f}.values`, 'may not be specified when `operator` is \'Exists\' or \'DoesNotExist\''));
     }
   });
   return out;
@@ -309,12 +381,21 @@ function validatePeers(field: string, peers: unknown): StatusCause[] {
     const f = `${field}[${i}]`;
     const n = ['podSelector', 'namespaceSelector', 'ipBlock'].filter((k) => p[k] !== undefined).length;
     if (n === 0) out.push(cause.required(`${f}`));
+    out.push(...validateSelector(`${f}.podSelector`, p.podSelector));
+    out.push(...validateSelector(`${f}.namespaceSelector`, p.namespaceSelector));
     if (p.ipBlock !== undefined) {
       if (p.podSelector !== undefined || p.namespaceSelector !== undefined) out.push(cause.forbidden(f, 'may not specify both ipBlock and another peer'));
       const ib = objAt(p.ipBlock);
-      out.push(...validateCidr(`${f}.ipBlock.cidr`, ib.cidr));
-      arr(ib.except).forEach(() => undefined);
-      (Array.isArray(ib.except) ? ib.except : []).forEach((e, j) => out.push(...validateCidr(`${f}.ipBlock.except[${j}]`, e)));
+      const cidrCauses = validateCidr(`${f}.ipBlock.cidr`, ib.cidr);
+      out.push(...cidrCauses);
+      const outer = cidrCauses.length === 0 ? parseCidr(ib.cidr as string) : undefined;
+      (Array.isArray(ib.except) ? ib.except : []).forEach((e, j) => {
+        const ef = `${f}.ipBlock.except[${j}]`;
+        const ec = validateCidr(ef, e);
+        out.push(...ec);
+        const inner = ec.length === 0 ? parseCidr(e as string) : undefined;
+        if (outer && inner && !strictSubset(inner, outer)) out.push(cause.invalid(ef, e, 'must be a strict subset of `cidr`'));
+      });
     }
   });
   return out;
@@ -338,6 +419,7 @@ function validateKind(t: ResourceType, o: KObject): StatusCause[] {
         arr(c.ports).forEach((p, j) => {
           if (!validPort(p.containerPort)) out.push(cause.invalid(`${f}.ports[${j}].containerPort`, p.containerPort, 'must be between 1 and 65535, inclusive'));
           if (!PROTOCOLS.includes(p.protocol as string)) out.push(cause.notSupported(`${f}.ports[${j}].protocol`, p.protocol, PROTOCOLS));
+          if (p.name !== undefined && (typeof p.name !== 'string' || !validPortName(p.name))) out.push(cause.invalid(`${f}.ports[${j}].name`, p.name, PORT_NAME_MSG));
         });
       });
       break;
@@ -366,6 +448,7 @@ function validateKind(t: ResourceType, o: KObject): StatusCause[] {
       pt.forEach((p, i) => {
         if (p !== 'Ingress' && p !== 'Egress') out.push(cause.notSupported(`spec.policyTypes[${i}]`, p, ['Ingress', 'Egress']));
       });
+      out.push(...validateSelector('spec.podSelector', spec.podSelector));
       arr(spec.ingress).forEach((r, i) => {
         out.push(...validatePolicyPorts(`spec.ingress[${i}].ports`, r.ports));
         out.push(...validatePeers(`spec.ingress[${i}].from`, r.from));

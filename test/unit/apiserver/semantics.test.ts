@@ -150,6 +150,27 @@ describe('lab API server semantics', () => {
       expect(bad.body.details.causes.map((c: { field: string }) => c.field)).toEqual(['spec.ingress[0].ports[0].endPort', 'spec.ingress[0].from[0].ipBlock.cidr']);
     });
 
+    it.each([
+      ['matchExpressions operator', { podSelector: { matchExpressions: [{ key: 'a', operator: 'Equals', values: ['x'] }] } }, 'spec.podSelector.matchExpressions[0].operator'],
+      ['In without values', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: 'a', operator: 'In' }] } }] }] }, 'spec.ingress[0].from[0].namespaceSelector.matchExpressions[0].values'],
+      ['Exists with values', { podSelector: { matchExpressions: [{ key: 'a', operator: 'Exists', values: ['x'] }] } }, 'spec.podSelector.matchExpressions[0].values'],
+      ['bad matchLabels value', { podSelector: { matchLabels: { a: 'not ok!' } } }, 'spec.podSelector.matchLabels'],
+      ['except outside cidr', { podSelector: {}, egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/16', except: ['10.1.0.0/24'] } }] }] }, 'spec.egress[0].to[0].ipBlock.except[0]'],
+      ['except equal to cidr', { podSelector: {}, egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/16', except: ['10.0.0.0/16'] } }] }] }, 'spec.egress[0].to[0].ipBlock.except[0]'],
+      ['IPv6 except outside', { podSelector: {}, egress: [{ to: [{ ipBlock: { cidr: 'fd00::/64', except: ['fd00:0:0:1::/80'] } }] }] }, 'spec.egress[0].to[0].ipBlock.except[0]'],
+      ['bad named port', { podSelector: {}, ingress: [{ ports: [{ port: 'Not_A_Name' }] }] }, 'spec.ingress[0].ports[0].port'],
+      ['ipBlock with a selector', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8' }, podSelector: {} }] }] }, 'spec.ingress[0].from[0]'],
+    ])('NetworkPolicy validation: %s', async (_n, spec, field) => {
+      const r = await np(`v-${Math.random().toString(36).slice(2, 8)}`, spec);
+      expect(r.status).toBe(422);
+      expect(r.body.details.causes.map((c: { field: string }) => c.field)).toEqual([field]);
+    });
+
+    it('NetworkPolicy validation accepts good except ranges and named ports', async () => {
+      const r = await np('v-good', { podSelector: { matchExpressions: [{ key: 'a', operator: 'Exists' }] }, ingress: [{ ports: [{ port: 'http-alt' }], from: [{ ipBlock: { cidr: '10.0.0.0/16', except: ['10.0.5.0/24'] } }, { ipBlock: { cidr: 'fd00::/64', except: ['fd00::1:0:0/96'] } }] }] });
+      expect(r.status).toBe(201);
+    });
+
     it('Pod container port protocol', async () => {
       const p = (await lab.call('POST', '/api/v1/namespaces/s1/pods', podBody('d-pod'))).body;
       expect(p.spec.containers[0].ports).toEqual([{ containerPort: 8080, protocol: 'TCP' }]);
