@@ -4,7 +4,7 @@
  *
  * An event is sent for every dropped packet and for the first allowed packet of a flow
  * (a new conntrack entry), with the rule id that decided (0 for default deny, replies,
- * node traffic and unenforced directions). Counters count every packet.
+ * node traffic and unenforced directions). Counters count every packet, per CPU.
  */
 #ifndef PALISADE_EVENTS_H
 #define PALISADE_EVENTS_H
@@ -24,7 +24,7 @@ static __always_inline void count(__u8 dir, int reason)
 	idx = (dir ? COUNTER_SLOTS : 0) + slot;
 	c = bpf_map_lookup_elem(&pal_counters, &idx);
 	if (c)
-		__sync_fetch_and_add(c, 1);
+		*c += 1; /* this CPU's slot: no other writer */
 }
 
 static __always_inline void emit(__u32 ep, __u8 dir, const struct packet *p, __u32 peer,

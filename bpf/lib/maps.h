@@ -309,9 +309,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pal_config SEC(".maps");
 
-/* A plain array with atomic adds: the npm `bpf` package cannot read per-CPU values. */
+/* Per CPU: no atomic on a shared cache line per packet. The npm `bpf` package cannot
+ * read per-CPU values, so the agent sums them with `palisade-bpf counters`. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(max_entries, COUNTERS_MAX);

@@ -16,6 +16,8 @@
  *       Detaches and unpins the link; succeeds when it is already gone.
  *   palisade-bpf ifname IFINDEX
  *       Prints the interface name (for tc, which wants names).
+ *   palisade-bpf counters MAP_PIN
+ *       Prints every slot of a per-CPU array of u64, summed over CPUs, one per line.
  *   palisade-bpf info PROG_PIN
  *       Prints "ID LOADED_AT_MS": the program id and when it was loaded (epoch ms).
  *   palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT
@@ -268,6 +270,45 @@ static int cmd_info(const char *prog_pin)
 	return 0;
 }
 
+static int cmd_counters(const char *map_pin)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), i;
+	__u64 *vals;
+	int fd, c;
+
+	if (ncpu <= 0)
+		return fail("counting cpus", ncpu);
+	fd = bpf_obj_get(map_pin);
+	if (fd < 0)
+		return fail("opening map pin", errno);
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || info.value_size != sizeof(__u64)) {
+		close(fd);
+		return fail("reading map info", EINVAL);
+	}
+	vals = calloc(ncpu, sizeof(__u64));
+	if (!vals) {
+		close(fd);
+		return fail("allocating", ENOMEM);
+	}
+	for (i = 0; i < info.max_entries; i++) {
+		unsigned long long sum = 0;
+
+		if (bpf_map_lookup_elem(fd, &i, vals)) {
+			free(vals);
+			close(fd);
+			return fail("reading counters", errno);
+		}
+		for (c = 0; c < ncpu; c++)
+			sum += vals[c];
+		printf("%llu\n", sum);
+	}
+	free(vals);
+	close(fd);
+	return 0;
+}
+
 static int cmd_test_run(const char *prog_pin, const char *data_file, int ifindex, int repeat)
 {
 	unsigned char data[9216], out[9216 + 256];
@@ -309,6 +350,7 @@ static void usage(void)
 		"       palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN [HOOK PROG_PIN LINK_PIN]\n"
 		"       palisade-bpf detach LINK_PIN\n"
 		"       palisade-bpf ifname IFINDEX\n"
+		"       palisade-bpf counters MAP_PIN\n"
 		"       palisade-bpf info PROG_PIN\n"
 		"       palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT\n");
 }
@@ -329,6 +371,8 @@ int main(int argc, char **argv)
 		return cmd_detach(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "ifname"))
 		return cmd_ifname(atoi(argv[2]));
+	if (argc == 3 && !strcmp(argv[1], "counters"))
+		return cmd_counters(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "info"))
 		return cmd_info(argv[2]);
 	if (argc == 6 && !strcmp(argv[1], "test-run"))

@@ -17,7 +17,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createMapRef, objGet, RawMap, RawQueueMap, type MapRef } from 'bpf';
+import { createMapRef, MapType, objGet, RawMap, RawQueueMap, type MapRef } from 'bpf';
 
 import {
   DatapathError, counterIndex, decodeCidr, decodeCt, decodeEndpoint,
@@ -80,17 +80,17 @@ function repoRoot(): string {
 
 type MapName = keyof typeof mapNames;
 
-/** Expected key/value sizes of every map, from the codec (checked at open). */
-const mapSizes: Record<MapName, [number, number]> = {
-  endpoints: [layouts.endpoint_key.size, layouts.endpoint_value.size],
-  ipcache: [layouts.ipcache_key.size, layouts.ipcache_value.size],
-  policy: [layouts.policy_key.size, layouts.policy_value.size],
-  cidrs: [layouts.cidr_key.size, layouts.cidr_value.size],
-  conntrack: [layouts.ct_key.size, layouts.ct_value.size],
-  fragments: [layouts.frag_key.size, layouts.frag_value.size],
-  events: [0, layouts.flow_event.size],
-  counters: [4, 8],
-  config: [4, layouts.config_value.size],
+/** Expected type and key/value sizes of every map, from the codec (checked at open). */
+const mapShapes: Record<MapName, [MapType, number, number]> = {
+  endpoints: [MapType.HASH, layouts.endpoint_key.size, layouts.endpoint_value.size],
+  ipcache: [MapType.LPM_TRIE, layouts.ipcache_key.size, layouts.ipcache_value.size],
+  policy: [MapType.LPM_TRIE, layouts.policy_key.size, layouts.policy_value.size],
+  cidrs: [MapType.LPM_TRIE, layouts.cidr_key.size, layouts.cidr_value.size],
+  conntrack: [MapType.LRU_HASH, layouts.ct_key.size, layouts.ct_value.size],
+  fragments: [MapType.LRU_HASH, layouts.frag_key.size, layouts.frag_value.size],
+  events: [MapType.QUEUE, 0, layouts.flow_event.size],
+  counters: [MapType.PERCPU_ARRAY, 4, 8],
+  config: [MapType.ARRAY, 4, layouts.config_value.size],
 };
 
 function errnoOf(e: unknown): string | undefined {
@@ -202,11 +202,11 @@ export class LinuxDatapath implements Datapath {
       } catch (e) {
         throw new Error(`opening map ${pin}: ${(e as Error).message}`, { cause: e });
       }
-      const [k, v] = mapSizes[name];
-      if (ref.keySize !== k || ref.valueSize !== v) {
+      const [t, k, v] = mapShapes[name];
+      if (ref.type !== t || ref.keySize !== k || ref.valueSize !== v) {
         ref.close();
-        throw new Error(`map ${pin} has key/value size ${ref.keySize}/${ref.valueSize}, ` +
-          `this build expects ${k}/${v} (stale pins from another version: remove ${this.dir})`);
+        throw new Error(`map ${pin} has type/key/value ${ref.type}/${ref.keySize}/${ref.valueSize}, ` +
+          `this build expects ${t}/${k}/${v} (stale pins from another version: remove ${this.dir})`);
       }
       this.refs.set(name, ref);
       if (name === 'events') this.events_ = new RawQueueMap(ref);
@@ -486,27 +486,24 @@ export class LinuxDatapath implements Datapath {
     }
   }
 
+  /** Sums the per-CPU counters (through the helper: the `bpf` package cannot). */
   async counters(): Promise<DatapathCounters> {
     await this.init();
-    const m = this.map('counters');
-    const read = (i: number): number => {
-      const k = Buffer.alloc(4);
-      k.writeUInt32LE(i, 0);
-      const v = m.get(k);
-      return v ? Number(v.readBigUInt64LE(0)) : 0;
-    };
-    const out: DatapathCounters = {
+    const out = await runOk('reading counters', this.helper, ['counters', this.path('maps', mapNames.counters)]);
+    const slots = out.trim().split('\n').map(Number);
+    const read = (i: number): number => slots[i] ?? 0;
+    const result: DatapathCounters = {
       allowed: { ingress: 0, egress: 0 },
       dropped: { ingress: {}, egress: {} },
     };
     for (const d of ['ingress', 'egress'] as Direction[]) {
-      out.allowed[d] = read(counterIndex(d));
+      result.allowed[d] = read(counterIndex(d));
       for (const r of Object.keys(dropReasonCodes) as DropReason[]) {
         const n = read(counterIndex(d, r));
-        if (n > 0) out.dropped[d][r] = n;
+        if (n > 0) result.dropped[d][r] = n;
       }
     }
-    return out;
+    return result;
   }
 
   async close(): Promise<void> {
