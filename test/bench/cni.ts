@@ -96,7 +96,9 @@ async function setup(): Promise<{ pal: Plugin; ref: Plugin }> {
   const socket = join(dir, 'cni.sock');
   agent = spawn('nsenter', [`--net=/var/run/netns/${nodes.pal}`, process.execPath, AGENT, '--standalone',
     '--node-name', 'bench', '--pod-cidr', '10.200.0.0/16', '--state-dir', join(dir, 'state'),
-    '--api-socket', socket, '--bpffs-root', bpffs, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    '--api-socket', socket, '--bpffs-root', bpffs, '--log-level', 'warn',
+    // BENCH_CNI_DATAPATH=none isolates the CNI path from the eBPF attach cost.
+    '--datapath', process.env.BENCH_CNI_DATAPATH ?? 'linux'], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 300 && (await get(socket, '/readyz')) !== 200; i++) await new Promise((r) => setTimeout(r, 100));
   if ((await get(socket, '/readyz')) !== 200) throw new Error('agent did not become ready');
 
