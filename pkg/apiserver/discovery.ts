@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Obj } from './json.ts';
-import { apiVersionOf, type Registry, type ResourceType } from './registry.ts';
+import type { Registry, ResourceType } from './registry.ts';
 
 export const SERVER_VERSION = {
   major: '1',
@@ -169,4 +169,3 @@ export function openApiV3Index(reg: Registry): Obj {
   return { paths };
 }
 
-export { apiVersionOf };

@@ -179,7 +179,7 @@ export class Handler {
     }
     if (method === 'POST') {
       if (name !== undefined) throw methodNotSupported(t, 'create on a named object');
-      const body = objBody(await readBody(req, t));
+      const body = objBody(await readBody(req));
       this.checkBodyIdentity(t, body, ns, undefined);
       const created = this.store.create(t, body, wopts);
       sendWarnings();
@@ -187,7 +187,7 @@ export class Handler {
     }
     if (method === 'PUT') {
       if (name === undefined) throw methodNotSupported(t, 'update on a collection');
-      const body = objBody(await readBody(req, t));
+      const body = objBody(await readBody(req));
       this.checkBodyIdentity(t, body, ns, name);
       const sr = sub === 'status' ? 'status' : undefined;
       const updated = this.store.update(t, body, sr, wopts);
@@ -201,7 +201,7 @@ export class Handler {
       return this.respondObject(res, t, out.obj, accept, q, out.created ? 201 : 200);
     }
     if (method === 'DELETE') {
-      const body = await readBody(req, t);
+      const body = await readBody(req);
       if (body !== undefined && !isObj(body)) throw badRequest('DeleteOptions must be a JSON object');
       const opts = isObj(body) ? body : {};
       const pre = objAt(opts.preconditions);
@@ -373,6 +373,8 @@ export class Handler {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
     let open = true;
+    // The newest resourceVersion this stream has told its client (event or bookmark).
+    let sentRv = '';
     const write = (e: WatchEvent | { type: 'BOOKMARK' | 'ERROR'; object: Obj }): void => {
       if (!open) return;
       let object: Obj = e.object;
@@ -387,7 +389,6 @@ export class Handler {
     let bookmarkTimer: NodeJS.Timeout | undefined;
     let progressTimer: NodeJS.Timeout | undefined;
     let stopProgress = (): void => undefined;
-    let sentRv = '';
     let timeoutTimer: NodeJS.Timeout | undefined;
     const handle: OpenWatch = {
       end: () => {
@@ -476,7 +477,7 @@ async function readBytes(req: IncomingMessage): Promise<Buffer> {
 }
 
 /** Decodes a JSON or YAML request body. */
-async function readBody(req: IncomingMessage, _t: ResourceType): Promise<unknown> {
+async function readBody(req: IncomingMessage): Promise<unknown> {
   const bytes = await readBytes(req);
   const ctype = (req.headers['content-type'] ?? 'application/json').split(';')[0]?.trim();
   if (ctype === 'application/vnd.kubernetes.protobuf') return decodeProtobufObject(bytes);
