@@ -192,6 +192,28 @@ describe('EndpointManager DEL, CHECK, GC, restore', () => {
     await t.manager.del('a', 'eth0');
   });
 
+  it('DEL completes when detaching fails after the veth is gone', async () => {
+    const dp = new NullDatapath();
+    dp.detach = async () => { throw new Error('helper crashed'); };
+    const t = await setup({ datapath: dp });
+    await t.manager.add(req('a'));
+    await t.manager.del('a', 'eth0');
+    expect(t.podnet.links.size).toBe(0);
+    expect(t.ipam.used).toBe(0);
+    expect(t.store.list()).toEqual([]);
+  });
+
+  it('DEL fails (and keeps the lease) when the veth cannot be deleted; a retry completes it', async () => {
+    const t = await setup();
+    await t.manager.add(req('a'));
+    t.podnet.failNext('teardown', 'RTNETLINK answers: Device or resource busy');
+    expect(await codeOf(t.manager.del('a', 'eth0'))).toBe('PAL_INTERFACE');
+    expect(t.ipam.used).toBe(1);
+    await t.manager.del('a', 'eth0');
+    expect(t.ipam.used).toBe(0);
+    expect(t.podnet.links.size).toBe(0);
+  });
+
   it('DEL of something never added succeeds', async () => {
     const t = await setup();
     await t.manager.del('never', 'eth0');
