@@ -31,6 +31,7 @@ import {
 import { isObj, metaOf, objAt, strAt, type KObject, type Obj } from './json.ts';
 import { applyConfiguration } from './apply.ts';
 import { jsonPatch, mergePatch, PATCH_SCHEMAS, strategicMergePatch } from './patch.ts';
+import { Pager, type Page } from './paging.ts';
 import { decodeProtobufObject } from './protobuf.ts';
 import { apiVersionOf, type ResourceType } from './registry.ts';
 import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
@@ -57,6 +58,7 @@ export interface OpenWatch {
 export class Handler {
   private readonly opts: HandlerOptions;
   readonly watches = new Set<OpenWatch>();
+  private readonly pager = new Pager();
 
   constructor(opts: HandlerOptions) {
     this.opts = opts;
@@ -340,21 +342,30 @@ export class Handler {
   }
 
   private list(res: ServerResponse, t: ResourceType, ns: string | undefined, q: URLSearchParams, accept: string): void {
-    const { items, resourceVersion } = this.store.list(t, ns, this.filterFor(t, ns, q));
+    const limit = Pager.limit(q.get('limit'));
+    const token = q.get('continue');
+    let page: Page;
+    if (token) {
+      page = this.pager.next(token, limit, Number(this.store.oldestResourceVersion()));
+    } else {
+      const { items, resourceVersion } = this.store.list(t, ns, this.filterFor(t, ns, q));
+      page = this.pager.first(items, resourceVersion, limit);
+    }
+    const metadata: Obj = { resourceVersion: page.resourceVersion };
+    if (page.continue) {
+      metadata.continue = page.continue;
+      metadata.remainingItemCount = page.remainingItemCount;
+    }
     if (accept.includes('as=Table')) {
-      return sendJson(res, 200, toTable(t, items, resourceVersion, includeObject(q)));
+      const table = toTable(t, page.items, page.resourceVersion, includeObject(q));
+      return sendJson(res, 200, { ...table, metadata });
     }
     if (accept.includes('as=PartialObjectMetadataList')) {
-      return sendJson(res, 200, {
-        kind: 'PartialObjectMetadataList',
-        apiVersion: 'meta.k8s.io/v1',
-        metadata: { resourceVersion },
-        items: items.map(partialMetadata),
-      });
+      return sendJson(res, 200, { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata, items: page.items.map(partialMetadata) });
     }
     // Typed lists of built-in kinds carry no apiVersion/kind on their items, as upstream.
-    const out = t.custom ? items : items.map(({ apiVersion: _a, kind: _k, ...rest }) => rest);
-    sendJson(res, 200, { kind: t.listKind, apiVersion: apiVersionOf(t), metadata: { resourceVersion }, items: out });
+    const out = t.custom ? page.items : page.items.map(({ apiVersion: _a, kind: _k, ...rest }) => rest);
+    sendJson(res, 200, { kind: t.listKind, apiVersion: apiVersionOf(t), metadata, items: out });
   }
 
   private respondObject(res: ServerResponse, t: ResourceType, o: KObject, accept: string, q: URLSearchParams, code = 200): void {

@@ -100,6 +100,11 @@ describe('kubectl against the lab API server', () => {
     expect(out.trim()).toBe('pod/web');
     const none = await lab.kubectl(['get', 'pods', '-n', 'shop', '-l', 'tier=front', '-o', 'name']);
     expect(none.trim()).toBe('');
+    // kubectl pages through a list (here one object per request) and prints it whole.
+    const paged = await lab.kubectl(['get', 'pods', '-n', 'shop', '--chunk-size=1']);
+    expect(paged).toMatch(/^db\s+0\/1\s+Pending/m);
+    expect(paged).toMatch(/^web\s+0\/1\s+Pending/m);
+    expect(paged.match(/^NAME/gm)).toHaveLength(1);
   });
 
   it('patches with --type merge, json and strategic', async () => {

@@ -316,13 +316,43 @@ describe('lab API server semantics', () => {
       expect((await lab.call('GET', '/api/v1/pods?fieldSelector=spec.bogus%3Dx')).body).toMatchObject({ code: 400, message: 'field label not supported: spec.bogus' });
       expect((await lab.call('GET', '/api/v1/pods?labelSelector=a%20in%20b')).status).toBe(400);
     });
-    it('lists across namespaces with the list resourceVersion, ignoring limit/continue', async () => {
-      const r = await lab.call('GET', '/api/v1/pods?limit=1&labelSelector=app');
+    it('lists across namespaces with the list resourceVersion; built-in items carry no kind', async () => {
+      const r = await lab.call('GET', '/api/v1/pods?labelSelector=app');
       expect(r.body.kind).toBe('PodList');
       expect(r.body.metadata.resourceVersion).toBe(lab.server.resourceVersion());
+      expect(r.body.metadata.continue).toBeUndefined();
       expect(r.body.items.length).toBeGreaterThan(1);
       expect(r.body.items[0].kind).toBeUndefined();
     });
+
+    it('pages with limit/continue, every page from the snapshot of the first', async () => {
+      const first = (await lab.call('GET', '/api/v1/namespaces/s2/pods?labelSelector=app&limit=1')).body;
+      expect(first.items.map((p: { metadata: { name: string } }) => p.metadata.name)).toEqual(['sel-a']);
+      expect(first.metadata.remainingItemCount).toBe(2);
+      const rv = first.metadata.resourceVersion;
+      // Changes after the first page do not show up in the later ones.
+      const b = lab.server.get('v1', 'Pod', 's2', 'sel-b');
+      lab.server.update({ ...b, metadata: { ...b.metadata, labels: { ...b.metadata.labels, changed: 'yes' } } });
+      const second = (await lab.call('GET', `/api/v1/namespaces/s2/pods?labelSelector=app&limit=1&continue=${first.metadata.continue}`)).body;
+      expect(second.items.map((p: { metadata: { name: string; labels: Record<string, string> } }) => [p.metadata.name, p.metadata.labels.changed])).toEqual([['sel-b', undefined]]);
+      expect(second.metadata.resourceVersion).toBe(rv);
+      const last = (await lab.call('GET', `/api/v1/namespaces/s2/pods?limit=5&continue=${second.metadata.continue}`)).body;
+      expect(last.items.map((p: { metadata: { name: string } }) => p.metadata.name)).toEqual(['sel-c']);
+      expect(last.metadata.continue).toBeUndefined();
+      // A finished list's token is spent.
+      expect((await lab.call('GET', `/api/v1/namespaces/s2/pods?limit=1&continue=${second.metadata.continue}`)).status).toBe(410);
+    });
+
+    it('answers 410 for a continue token older than the compaction, 400 for a malformed one', async () => {
+      const first = (await lab.call('GET', '/api/v1/namespaces/s2/pods?limit=1')).body;
+      lab.server.compact();
+      const r = await lab.call('GET', `/api/v1/namespaces/s2/pods?limit=1&continue=${first.metadata.continue}`);
+      expect(r.status).toBe(410);
+      expect(r.body).toMatchObject({ kind: 'Status', reason: 'Expired', code: 410 });
+      expect((await lab.call('GET', '/api/v1/namespaces/s2/pods?limit=1&continue=garbage')).status).toBe(400);
+      expect((await lab.call('GET', '/api/v1/namespaces/s2/pods?limit=-1')).status).toBe(400);
+    });
+
     it('deletecollection honours the selector', async () => {
       const r = await lab.call('DELETE', '/api/v1/namespaces/s2/pods?labelSelector=tier');
       expect(r.status).toBe(200);
