@@ -81,7 +81,7 @@ export interface Scenario {
 /** Kinds `apply` accepts, with their default apiVersion. */
 export const APPLY_KINDS: Readonly<Record<string, string>> = {
   NetworkPolicy: 'networking.k8s.io/v1',
-  PalisadeNetworkPolicy: 'palisade.io/v1alpha1',
+  PalisadeNetworkPolicy: 'palisade.dev/v1alpha1',
   Namespace: 'v1',
   Pod: 'v1',
   Service: 'v1',

@@ -1,0 +1,632 @@
+/**
+ * A running lab: topology, the lab API server, one palisade-agent per node, pods wired
+ * by the real CNI plugin, probe servers, the revision barrier, and teardown.
+ *
+ * Lifecycle contract:
+ * - `Lab.create()` builds everything or, on any failure, removes what it built and
+ *   throws. Leftovers of a killed lab with the same name are removed first; a lab of
+ *   that name that is still up (owner alive, or kept) is an error (`LabBusyError`).
+ * - `lab.destroy()` / `destroyLab(name)` remove everything: CNI DEL for every pod while
+ *   the agents still run, then every process in the lab's namespaces, the API server,
+ *   the namespaces themselves (their links go with them), mounts under the lab
+ *   directory and the directory. Both are idempotent.
+ *
+ * Where things live: network namespaces `pl-<name>_*` (topology.ts), files under
+ * /run/palisade-lab/<name>/: state.json, kubeconfig (root-namespace view, for kubectl),
+ * kubeconfig-node (the nodes' view through the host-namespace forwarder), api.sock,
+ * cni-bin/, n<i>/ (agent state, socket, bpffs root, log), pods/ (probe server sockets
+ * and logs).
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { killAll, pidAlive, pidMatches, run, sleep, startDetached } from './exec.ts';
+import { invokeCni, type CniCall } from './cni.ts';
+import { KubeClient, type Json } from './kube.ts';
+import type { ContainerPort, ProbeSpec } from './scenario.ts';
+import type { ProbeRequest, ProbeValue } from './probe.ts';
+import {
+  addNodeRoutes, API_PORT, createHost, createNode, createOutside, delNetns, GATEWAY_IP, hostNetns,
+  labNetnses, labsWithNetns, netnsPids, nodeInfo, podNetns, type NodeInfo, addNetns,
+} from './topology.ts';
+
+export const LAB_ROOT = '/run/palisade-lab';
+export const BARRIER_TIMEOUT_MS = 30_000;
+const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
+
+export type CniMode = 'palisade' | 'ptp';
+
+export interface LabOptions {
+  name: string;
+  nodes: number;
+  /** `palisade` (default): agents + palisade-cni. `ptp`: the reference plugins and no
+   * policy at all, to exercise the lab machinery on its own. */
+  cni?: CniMode;
+  log?: (line: string) => void;
+}
+
+export interface PodState {
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  ports: ContainerPort[];
+  node: number;
+  netns: string;
+  containerId: string;
+  uid: string;
+  ip: string;
+  serverPid: number;
+}
+
+interface LabStateFile {
+  name: string;
+  nodes: number;
+  cni: CniMode;
+  ownerPid: number;
+  kept: boolean;
+  apiPid: number;
+  pods: PodState[];
+}
+
+/** A lab of that name is up (its owner runs, or it was kept). */
+export class LabBusyError extends Error {
+  readonly code = 'PAL_LAB_BUSY';
+}
+
+/** The machine cannot run a lab (not root, a tool missing, nothing built). */
+export class LabPrerequisiteError extends Error {
+  readonly code = 'PAL_LAB_PREREQ';
+}
+
+export function labDir(name: string): string {
+  return join(LAB_ROOT, name);
+}
+
+/** The repository root (where bin/ and dist/ are), from this module's location. */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'bin'))) return dir;
+    dir = dirname(dir);
+  }
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+}
+
+export function validateLabName(name: string): string {
+  if (!NAME_RE.test(name)) {
+    throw new LabPrerequisiteError(`invalid lab name "${name}": use up to 32 lowercase letters, digits and '-'`);
+  }
+  return name;
+}
+
+/** Derives a lab name from free text (a scenario name or file name). */
+export function labNameFrom(text: string): string {
+  const s = text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 32).replace(/-+$/, '');
+  return s || 'lab';
+}
+
+/** Checks root and the tools a lab needs; throws LabPrerequisiteError with the fix. */
+export async function checkPrerequisites(cni: CniMode): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    throw new LabPrerequisiteError('needs root (network namespaces, BPF): run it as root, e.g. with sudo');
+  }
+  const r = await run('ip', ['-V']).catch(() => undefined);
+  if (!r || r.code !== 0) throw new LabPrerequisiteError("the 'ip' tool (iproute2) is missing: run 'make setup'");
+  const root = repoRoot();
+  const need = [join(root, 'dist/pkg/lab/podserver.js'), join(root, 'dist/pkg/lab/apiserver-main.js')];
+  if (cni === 'palisade') need.push(join(root, 'bin/palisade-agent'), join(root, 'bin/palisade-cni'));
+  else need.push('/usr/lib/cni/ptp', '/usr/lib/cni/host-local');
+  for (const f of need) {
+    if (!existsSync(f)) throw new LabPrerequisiteError(`${f} is missing: run 'make build' (and 'make setup')`);
+  }
+}
+
+function readState(name: string): LabStateFile | undefined {
+  try {
+    return JSON.parse(readFileSync(join(labDir(name), 'state.json'), 'utf8')) as LabStateFile;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Labs known on this host (a state directory or network namespaces). */
+export function listLabs(): string[] {
+  return [...new Set([...readdirSyncSafe(LAB_ROOT), ...labsWithNetns()])].sort();
+}
+
+function readdirSyncSafe(dir: string): string[] {
+  try { return readdirSync(dir); } catch { return []; }
+}
+
+/** A JSON request to a unix-socket HTTP server (agent API, probe servers). */
+export function unixRequest(sock: string, method: string, path: string, body: unknown, timeoutMs: number): Promise<{ status: number; json: Json }> {
+  return new Promise((resolvePromise, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = request({
+      socketPath: sock, method, path, timeout: timeoutMs,
+      headers: data === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { text += d; });
+      res.on('end', () => {
+        let json: Json;
+        try { json = text ? (JSON.parse(text) as Json) : {}; } catch { json = { raw: text }; }
+        resolvePromise({ status: res.statusCode ?? 0, json });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+function lastLines(file: string, n: number): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-n).join(' | ');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Unmounts every mount point under `dir` (deepest first); best effort. */
+async function unmountUnder(dir: string): Promise<void> {
+  let lines: string[];
+  try {
+    lines = readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
+  } catch {
+    return;
+  }
+  const points = lines.map((l) => l.split(' ')[4] ?? '').filter((p) => p === dir || p.startsWith(`${dir}/`));
+  for (const p of points.sort((a, b) => b.length - a.length)) await run('umount', ['-l', p]);
+}
+
+/**
+ * Removes a lab by name: works for a lab this process built, a kept one, and the
+ * leftovers of a killed one. Never touches anything outside `pl-<name>_*` namespaces,
+ * the lab directory, and processes recorded there or living in those namespaces.
+ */
+export async function destroyLab(name: string, log: (l: string) => void = () => {}): Promise<void> {
+  const dir = labDir(name);
+  const state = readState(name);
+  const netnses = labNetnses(name);
+  // CNI DEL while agents may still be alive, as a runtime does before removing a pod.
+  if (state && state.cni === 'palisade') {
+    await Promise.all(state.pods.map((p) => cniDel(name, state.cni, p).catch(() => undefined)));
+  }
+  const pids = new Set<number>();
+  for (const ns of netnses) for (const p of await netnsPids(ns)) pids.add(p);
+  for (const p of state?.pods ?? []) if (pidMatches(p.serverPid, dir)) pids.add(p.serverPid);
+  if (state && pidMatches(state.apiPid, dir)) pids.add(state.apiPid);
+  pids.delete(process.pid);
+  await killAll([...pids]);
+  // Pods first: deleting a pod namespace removes its veth, whose peer lives in a node.
+  const order = (n: string) => (n.includes('_p-') ? 0 : n.endsWith('_host') ? 2 : 1);
+  for (const ns of netnses.sort((a, b) => order(a) - order(b))) {
+    await delNetns(ns).catch((err: Error) => log(`warning: ${err.message}`));
+  }
+  await unmountUnder(dir);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function cniDel(lab: string, mode: CniMode, p: PodState): Promise<void> {
+  await invokeCni(cniCall(lab, mode, 'DEL', p));
+}
+
+function cniCall(lab: string, mode: CniMode, command: CniCall['command'], p: Pick<PodState, 'namespace' | 'name' | 'node' | 'netns' | 'containerId' | 'uid'>): CniCall {
+  const dir = labDir(lab);
+  const node = nodeInfo(lab, p.node);
+  const config: CniCall['config'] = mode === 'palisade'
+    ? { cniVersion: '1.0.0', name: 'palisade', type: 'palisade', agentSocket: join(dir, `n${p.node}`, 'agent.sock') }
+    : {
+      cniVersion: '1.0.0', name: 'lab-ptp', type: 'ptp',
+      ipam: { type: 'host-local', ranges: [[{ subnet: node.podCIDR }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(dir, `n${p.node}`, 'ipam') },
+    };
+  return {
+    command,
+    cniPath: join(dir, 'cni-bin'),
+    containerId: p.containerId,
+    netns: `/var/run/netns/${p.netns}`,
+    ifName: 'eth0',
+    args: {
+      IgnoreUnknown: '1',
+      K8S_POD_NAMESPACE: p.namespace,
+      K8S_POD_NAME: p.name,
+      K8S_POD_INFRA_CONTAINER_ID: p.containerId,
+      K8S_POD_UID: p.uid,
+    },
+    config,
+    // The runtime of node i runs on node i: plugins that create links (ptp) create the
+    // host side in the namespace they run in.
+    inNetns: node.netns,
+  };
+}
+
+export class Lab {
+  readonly name: string;
+  readonly dir: string;
+  readonly cni: CniMode;
+  readonly nodes: NodeInfo[];
+  readonly kube: KubeClient;
+  readonly pods = new Map<string, PodState>();
+  private readonly log: (l: string) => void;
+  private apiPid = 0;
+  private kept = false;
+  private nextNode = 0;
+
+  private constructor(opts: LabOptions, apiUrl: string) {
+    this.name = opts.name;
+    this.dir = labDir(opts.name);
+    this.cni = opts.cni ?? 'palisade';
+    this.nodes = Array.from({ length: opts.nodes }, (_, i) => nodeInfo(opts.name, i));
+    this.kube = new KubeClient(apiUrl);
+    this.log = opts.log ?? (() => {});
+  }
+
+  get kubeconfig(): string {
+    return join(this.dir, 'kubeconfig');
+  }
+
+  /** Builds a lab; on failure nothing is left behind. */
+  static async create(opts: LabOptions): Promise<Lab> {
+    const name = validateLabName(opts.name);
+    const cni = opts.cni ?? 'palisade';
+    const log = opts.log ?? (() => {});
+    if (opts.nodes < 1 || opts.nodes > 16) throw new LabPrerequisiteError('--nodes must be 1..16');
+    await checkPrerequisites(cni);
+    const prev = readState(name);
+    if (prev && (prev.kept || (prev.ownerPid !== process.pid && pidAlive(prev.ownerPid) && pidMatches(prev.ownerPid, 'palisade-lab')))) {
+      throw new LabBusyError(`lab "${name}" is up (${prev.kept ? 'kept' : `pid ${prev.ownerPid}`}): run 'palisade-lab down ${name}' first`);
+    }
+    if (prev || labNetnses(name).length > 0 || existsSync(labDir(name))) {
+      log(`removing leftovers of an earlier lab "${name}"`);
+      await destroyLab(name, log);
+    }
+    const dir = labDir(name);
+    mkdirSync(join(dir, 'pods'), { recursive: true });
+    const state: LabStateFile = { name, nodes: opts.nodes, cni, ownerPid: process.pid, kept: false, apiPid: 0, pods: [] };
+    writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
+    let lab: Lab | undefined;
+    try {
+      const apiPid = await startApiServer(dir);
+      state.apiPid = apiPid;
+      writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
+      const api = JSON.parse(readFileSync(join(dir, 'api.json'), 'utf8')) as { url: string };
+      lab = new Lab({ ...opts, name, cni }, api.url);
+      lab.apiPid = apiPid;
+      await lab.build();
+      return lab;
+    } catch (err) {
+      await destroyLab(name, log);
+      throw err;
+    }
+  }
+
+  private async build(): Promise<void> {
+    const t0 = Date.now();
+    await createHost(this.name);
+    await Promise.all(this.nodes.map((n) => createNode(this.name, n)));
+    await createOutside(this.name, this.nodes);
+    const root = repoRoot();
+    startDetached('ip', ['netns', 'exec', hostNetns(this.name), process.execPath,
+      join(root, 'dist/pkg/lab/forward-main.js'), '--listen', `${GATEWAY_IP}:${API_PORT}`, '--to', join(this.dir, 'api.sock')],
+    join(this.dir, 'forward.log'));
+    mkdirSync(join(this.dir, 'cni-bin'), { recursive: true });
+    if (this.cni === 'palisade') {
+      symlinkSync(join(root, 'bin/palisade-cni'), join(this.dir, 'cni-bin', 'palisade'));
+    } else {
+      for (const p of ['ptp', 'host-local', 'loopback']) symlinkSync(`/usr/lib/cni/${p}`, join(this.dir, 'cni-bin', p));
+      await addNodeRoutes(this.nodes);
+    }
+    for (const n of this.nodes) await this.registerNode(n);
+    if (this.cni === 'palisade') await Promise.all(this.nodes.map((n) => this.startAgent(n)));
+    this.log(`lab "${this.name}": ${this.nodes.length} nodes up in ${Date.now() - t0} ms`);
+  }
+
+  private async registerNode(n: NodeInfo): Promise<void> {
+    const ref = { apiVersion: 'v1', kind: 'Node', name: n.name };
+    const status = {
+      addresses: [{ type: 'InternalIP', address: n.ip }, { type: 'Hostname', address: n.name }],
+      conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'palisade lab node' }],
+      nodeInfo: { kubeletVersion: 'v1.32.0-lab', operatingSystem: 'linux', architecture: 'amd64' },
+    };
+    await this.kube.create({
+      apiVersion: 'v1', kind: 'Node',
+      metadata: { name: n.name, labels: { 'kubernetes.io/hostname': n.name, 'kubernetes.io/os': 'linux' } },
+      spec: { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] },
+      status,
+    });
+    // Like a kubelet, report status through the status subresource as well (servers may
+    // drop status on create).
+    const cur = await this.kube.get(ref);
+    await this.kube.replaceStatus(ref, { ...cur, status });
+  }
+
+  private agentSock(n: NodeInfo | number): string {
+    const i = typeof n === 'number' ? n : n.index;
+    return join(this.dir, `n${i}`, 'agent.sock');
+  }
+
+  private async startAgent(n: NodeInfo): Promise<void> {
+    const nd = join(this.dir, `n${n.index}`);
+    for (const d of ['state', 'bpffs', 'cni-conf']) mkdirSync(join(nd, d), { recursive: true });
+    const log = join(nd, 'agent.log');
+    const pid = startDetached('ip', ['netns', 'exec', n.netns, join(repoRoot(), 'bin/palisade-agent'),
+      '--kubeconfig', join(this.dir, 'kubeconfig-node'),
+      '--node-name', n.name,
+      '--state-dir', join(nd, 'state'),
+      '--api-socket', this.agentSock(n),
+      '--bpffs-root', join(nd, 'bpffs'),
+    ], log);
+    const deadline = Date.now() + 60_000;
+    let last = '';
+    while (Date.now() < deadline) {
+      if (!pidAlive(pid)) throw new Error(`agent on ${n.name} exited: ${lastLines(log, 5)}`);
+      try {
+        const r = await unixRequest(this.agentSock(n), 'GET', '/v1/status', undefined, 2000);
+        if (r.status === 200 && r.json.ready === true) return;
+        last = JSON.stringify(r.json);
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      await sleep(100);
+    }
+    throw new Error(`agent on ${n.name} not ready within 60 s (${last}); log: ${lastLines(log, 5)}`);
+  }
+
+  private saveState(): void {
+    const state: LabStateFile = {
+      name: this.name, nodes: this.nodes.length, cni: this.cni, ownerPid: process.pid,
+      kept: this.kept, apiPid: this.apiPid, pods: [...this.pods.values()],
+    };
+    writeFileSync(join(this.dir, 'state.json'), JSON.stringify(state));
+  }
+
+  /** Marks the lab as kept: `down NAME` (not this process's exit) removes it. */
+  keep(): void {
+    this.kept = true;
+    this.saveState();
+  }
+
+  async destroy(): Promise<void> {
+    await destroyLab(this.name, this.log);
+  }
+
+  nodeIndexByName(nodeName: string): number {
+    const n = this.nodes.find((x) => x.name === nodeName);
+    if (!n) throw new Error(`no node "${nodeName}" in this lab (nodes: ${this.nodes.map((x) => x.name).join(', ')})`);
+    return n.index;
+  }
+
+  /** The next node in round-robin order. */
+  roundRobinNode(): number {
+    return this.nextNode++ % this.nodes.length;
+  }
+
+  /** Creates the namespace, or replaces its labels when it exists. */
+  async ensureNamespace(name: string, labels: Record<string, string>): Promise<void> {
+    const all = { ...labels, 'kubernetes.io/metadata.name': name };
+    const ref = { apiVersion: 'v1', kind: 'Namespace', name };
+    const cur = await this.kube.find(ref);
+    if (!cur) {
+      await this.kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: all } });
+      return;
+    }
+    await this.kube.replace(ref, { ...cur, metadata: { ...(cur.metadata as Json), labels: all } });
+  }
+
+  /** Replaces a pod's labels. */
+  async relabelPod(key: string, labels: Record<string, string>): Promise<void> {
+    const p = this.pods.get(key);
+    if (!p) throw new Error(`no pod ${key}`);
+    const ref = { apiVersion: 'v1', kind: 'Pod', name: p.name, namespace: p.namespace };
+    const cur = await this.kube.get(ref);
+    await this.kube.replace(ref, { ...cur, metadata: { ...(cur.metadata as Json), labels } });
+    p.labels = labels;
+    this.saveState();
+  }
+
+  /**
+   * Creates a pod as kubelet + a container runtime would: the Pod object (bound to its
+   * node), a network namespace, CNI ADD, the probe server, then the pod's status (IP).
+   * On failure everything done so far is undone.
+   */
+  async createPod(spec: { namespace: string; name: string; labels: Record<string, string>; ports: ContainerPort[]; node: number }): Promise<PodState> {
+    const key = `${spec.namespace}/${spec.name}`;
+    if (this.pods.has(key)) throw new Error(`pod ${key} exists`);
+    const node = this.nodes[spec.node];
+    if (!node) throw new Error(`pod ${key}: no node ${spec.node}`);
+    const containerId = `lab${randomBytes(12).toString('hex')}`;
+    const netns = podNetns(this.name, spec.namespace, spec.name);
+    const podRef = { apiVersion: 'v1', kind: 'Pod', name: spec.name, namespace: spec.namespace };
+    const sock = join(this.dir, 'pods', `${spec.namespace}.${spec.name}.sock`);
+    const partial: PodState = { ...spec, netns, containerId, uid: '', ip: '', serverPid: 0 };
+    const undo: (() => Promise<unknown>)[] = [];
+    try {
+      const created = await this.kube.create({
+        apiVersion: 'v1', kind: 'Pod',
+        metadata: { name: spec.name, namespace: spec.namespace, labels: spec.labels },
+        spec: {
+          nodeName: node.name,
+          containers: [{
+            name: 'server', image: 'palisade-lab/podserver',
+            ports: spec.ports.map((p) => ({ ...p })),
+          }],
+        },
+      });
+      undo.push(() => this.kube.delete(podRef));
+      partial.uid = String((created.metadata as Json).uid ?? randomBytes(16).toString('hex'));
+      await addNetns(netns);
+      undo.push(() => delNetns(netns));
+      const tcp = spec.ports.filter((p) => p.protocol === 'TCP').map((p) => p.containerPort);
+      const udp = spec.ports.filter((p) => p.protocol === 'UDP').map((p) => p.containerPort);
+      partial.serverPid = startDetached('ip', ['netns', 'exec', netns, process.execPath,
+        join(repoRoot(), 'dist/pkg/lab/podserver.js'), '--control', sock,
+        '--tcp', tcp.join(','), '--udp', udp.join(','),
+      ], join(this.dir, 'pods', `${spec.namespace}.${spec.name}.log`));
+      undo.push(() => killAll([partial.serverPid]));
+      const res = await invokeCni(cniCall(this.name, this.cni, 'ADD', partial));
+      undo.push(() => invokeCni(cniCall(this.name, this.cni, 'DEL', partial)));
+      partial.ip = res.ip!;
+      const cur = await this.kube.get(podRef);
+      const now = new Date().toISOString();
+      await this.kube.replaceStatus(podRef, {
+        ...cur,
+        status: {
+          phase: 'Running', hostIP: node.ip, hostIPs: [{ ip: node.ip }],
+          podIP: partial.ip, podIPs: [{ ip: partial.ip }], startTime: now,
+          conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }],
+          containerStatuses: [{
+            name: 'server', ready: true, started: true, restartCount: 0, image: 'palisade-lab/podserver',
+            imageID: '', state: { running: { startedAt: now } },
+          }],
+        },
+      });
+      await this.waitPodServer(partial, sock);
+      this.pods.set(key, partial);
+      this.saveState();
+      return partial;
+    } catch (err) {
+      for (const u of undo.reverse()) await u().catch(() => undefined);
+      throw new Error(`creating pod ${key}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private async waitPodServer(p: PodState, sock: string): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (!pidAlive(p.serverPid)) {
+        throw new Error(`probe server exited: ${lastLines(join(this.dir, 'pods', `${p.namespace}.${p.name}.log`), 3)}`);
+      }
+      try {
+        const r = await unixRequest(sock, 'GET', '/ready', undefined, 1000);
+        if (r.status === 200) return;
+      } catch { /* not listening yet */ }
+      await sleep(30);
+    }
+    throw new Error('probe server not ready within 15 s');
+  }
+
+  /** Deletes a pod as the kubelet would: CNI DEL, stop its processes, remove it. */
+  async deletePod(key: string): Promise<void> {
+    const p = this.pods.get(key);
+    if (!p) throw new Error(`no pod ${key}`);
+    await invokeCni(cniCall(this.name, this.cni, 'DEL', p));
+    await killAll([p.serverPid, ...(await netnsPids(p.netns))]);
+    await delNetns(p.netns);
+    await this.kube.delete({ apiVersion: 'v1', kind: 'Pod', name: p.name, namespace: p.namespace });
+    this.pods.delete(key);
+    this.saveState();
+  }
+
+  /** Deletes a namespace with its pods (CNI DEL each) and namespaced objects. */
+  async deleteNamespace(name: string): Promise<void> {
+    for (const key of [...this.pods.keys()].filter((k) => k.startsWith(`${name}/`))) await this.deletePod(key);
+    for (const [apiVersion, kind] of [['networking.k8s.io/v1', 'NetworkPolicy'], ['palisade.dev/v1alpha1', 'PalisadeNetworkPolicy'], ['v1', 'Service']] as const) {
+      let items: Json[] = [];
+      try {
+        items = ((await this.kube.list(apiVersion, kind, name)).items ?? []) as Json[];
+      } catch { /* kind not served */ }
+      for (const it of items) {
+        await this.kube.delete({ apiVersion, kind, namespace: name, name: String((it.metadata as Json).name) });
+      }
+    }
+    await this.kube.delete({ apiVersion: 'v1', kind: 'Namespace', name });
+  }
+
+  /**
+   * The revision barrier: waits until every agent has realized the API state as of the
+   * server's current resourceVersion. Returns the wait in ms; throws past 30 s.
+   */
+  async barrier(): Promise<number> {
+    const rv = await this.kube.currentRV();
+    const t0 = Date.now();
+    if (this.cni !== 'palisade') return 0;
+    await Promise.all(this.nodes.map(async (n) => {
+      let r: { status: number; json: Json };
+      try {
+        r = await unixRequest(this.agentSock(n), 'GET', `/v1/wait?resourceVersion=${rv}&timeoutMs=${BARRIER_TIMEOUT_MS}`, undefined, BARRIER_TIMEOUT_MS + 5000);
+      } catch (err) {
+        throw new Error(`revision barrier: agent on ${n.name}: ${(err as Error).message}`, { cause: err });
+      }
+      if (r.status !== 200) {
+        const why = typeof r.json.message === 'string' ? r.json.message : JSON.stringify(r.json);
+        throw new Error(`revision barrier: ${n.name} did not realize resourceVersion ${rv} within ${BARRIER_TIMEOUT_MS / 1000} s (${r.status} ${why})`);
+      }
+    }));
+    return Date.now() - t0;
+  }
+
+  /**
+   * Probes every ordered pair of distinct pods in `keys` for each probe. Sources run in
+   * parallel, and each source runs all its cells in parallel.
+   * Returns results[probeIndex][from][to].
+   */
+  async probeAll(probes: readonly ProbeSpec[], keys: readonly string[]): Promise<Record<string, Record<string, ProbeValue>>[]> {
+    const out = probes.map(() => Object.fromEntries(keys.map((k) => [k, {} as Record<string, ProbeValue>])));
+    await Promise.all(keys.map(async (from) => {
+      const src = this.pods.get(from)!;
+      const cells: { i: number; to: string; req: ProbeRequest }[] = [];
+      probes.forEach((p, i) => {
+        for (const to of keys) {
+          if (to === from) continue;
+          const req: ProbeRequest = { to: this.pods.get(to)!.ip, port: p.port, protocol: p.protocol };
+          if (p.http) req.http = p.http;
+          cells.push({ i, to, req });
+        }
+      });
+      const sock = join(this.dir, 'pods', `${src.namespace}.${src.name}.sock`);
+      const r = await unixRequest(sock, 'POST', '/probe', { probes: cells.map((c) => c.req) }, 60_000);
+      const results = r.json.results as ProbeValue[] | undefined;
+      if (r.status !== 200 || !results) throw new Error(`probing from ${from}: ${JSON.stringify(r.json)}`);
+      cells.forEach((c, j) => { out[c.i]![from]![c.to] = results[j]!; });
+    }));
+    return out;
+  }
+}
+
+/** Starts the lab API server process and waits for its readiness file. */
+async function startApiServer(dir: string): Promise<number> {
+  const root = repoRoot();
+  const crdDir = join(root, 'charts/palisade/crds');
+  const crds = readdirSyncSafe(crdDir).filter((f) => f.endsWith('.yaml')).flatMap((f) => ['--crd', join(crdDir, f)]);
+  const log = join(dir, 'apiserver.log');
+  const pid = startDetached(process.execPath, [join(root, 'dist/pkg/lab/apiserver-main.js'), '--dir', dir,
+    '--node-server', `http://${GATEWAY_IP}:${API_PORT}`, ...crds], log);
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (existsSync(join(dir, 'api.json'))) return pid;
+    if (!pidAlive(pid)) throw new Error(`lab API server exited: ${lastLines(log, 5)}`);
+    await sleep(25);
+  }
+  throw new Error(`lab API server not ready within 20 s: ${lastLines(log, 5)}`);
+}
+
+/** Used by `status`: what a lab's state file and agents say. */
+export async function describeLab(name: string): Promise<Json> {
+  const state = readState(name);
+  const dir = labDir(name);
+  const out: Json = { name, dir, up: false, netns: labNetnses(name) };
+  if (!state) return out;
+  out.nodes = state.nodes;
+  out.kept = state.kept;
+  out.cni = state.cni;
+  out.apiServer = pidMatches(state.apiPid, dir) ? 'running' : 'not running';
+  out.up = out.apiServer === 'running';
+  out.kubeconfig = join(dir, 'kubeconfig');
+  out.pods = state.pods.map((p) => ({ pod: `${p.namespace}/${p.name}`, ip: p.ip, node: `lab-node-${p.node}` }));
+  if (state.cni === 'palisade') {
+    out.agents = await Promise.all(Array.from({ length: state.nodes }, async (_, i) => {
+      try {
+        const r = await unixRequest(join(dir, `n${i}`, 'agent.sock'), 'GET', '/v1/status', undefined, 2000);
+        return r.json;
+      } catch (err) {
+        return { node: `lab-node-${i}`, error: (err as Error).message };
+      }
+    }));
+  }
+  return out;
+}
+
