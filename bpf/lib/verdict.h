@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The per-packet verdict of docs/datapath.md, shared by both attach points. The only
- * per-program input is the direction; the endpoint is found by the interface the
- * program runs on, so one loaded program serves every pod.
+ * The per-packet verdict of docs/datapath.md (step numbers below are the doc's), shared
+ * by both attach points. The only per-program input is the direction; the endpoint is
+ * found by the interface the program runs on, so one loaded program serves every pod.
  */
 #ifndef PALISADE_VERDICT_H
 #define PALISADE_VERDICT_H
@@ -123,8 +123,8 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 	remote = dir == DIR_INGRESS ? p.t.saddr : p.t.daddr;
 
 	if (p.frag == FRAG_LATER) {
-		/* No L4 header: follow the first fragment's verdict, recorded when it
-		 * passed. Never seen (reordered, or dropped) -> drop. */
+		/* Step 2. No L4 header: follow the first fragment's verdict, recorded
+		 * when it passed. Never seen (reordered, or dropped) -> drop. */
 		fv = frag_find(epId, dir, &p);
 		if (!fv)
 			return drop(epId, dir, &p, 0, DROP_FRAGMENT, now);
@@ -132,14 +132,14 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_OK;
 	}
 
-	/* Step 2: replies of a tracked flow (NETPOL 21). */
+	/* Step 3: replies of a tracked flow, ICMP errors about one (NETPOL 21). */
 	if (ct_is_reply(epId, dir, &p, now)) {
 		frag_remember(epId, dir, &p, 0);
 		count(dir, 0);
 		return TC_ACT_OK;
 	}
 
-	/* A flow allowed under the maps in force now: same verdict, no lookups. */
+	/* Step 4: a flow allowed under the maps in force now: same verdict, no lookups. */
 	ct = ct_forward(epId, dir, &p, now);
 	if (ct && ct->generation == generation) {
 		ct_touch(ct, now, ct_flags_of(&p));
@@ -150,13 +150,13 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 
 	peer = ipcache_identity(remote);
 
-	/* Step 3: the node to its pods (NETPOL 22). */
+	/* Step 5: the node to its pods (NETPOL 22). */
 	if (dir == DIR_INGRESS && peer == IDENTITY_HOST)
 		return allow_forward(epId, dir, &p, ct, generation, peer, 0, now);
-	/* Step 4: direction not isolated. */
+	/* Step 6: direction not isolated. */
 	if (!enforced)
 		return allow_forward(epId, dir, &p, ct, generation, peer, 0, now);
-	/* Steps 5-7. */
+	/* Steps 7-9: peer, any peer, CIDR identity; else default deny. */
 	pv = policy_decide(epId, dir, peer, remote, &p);
 	if (!pv) {
 		/* A flow the current policy no longer allows loses its reply path too. */

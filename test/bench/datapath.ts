@@ -15,8 +15,9 @@
  *    translation of the same 10k rules with conntrack. Target: Palisade 10k >= 0.95x of
  *    no program.
  *
- * Every configuration is measured in interleaved rounds; the medians are reported.
- * Writes bench/out/datapath.json. Env: BENCH_ROUNDS (default 3), BENCH_SECONDS (default 3).
+ * Every configuration is measured in interleaved rounds (the order rotates each round, so
+ * no configuration always runs first); the medians are reported.
+ * Writes bench/out/datapath.json. Env: BENCH_ROUNDS (default 5), BENCH_SECONDS (default 2).
  * Needs root. Everything is created in private namespaces and a private bpffs, and removed.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -30,8 +31,8 @@ import { emptyState, type DatapathState, type EndpointEntry, type PolicyEntry } 
 
 const repo = new URL('../../', import.meta.url).pathname.replace(/\/dist\/$/, '/');
 const helper = join(repo, 'bin', 'palisade-bpf');
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const TEST_RUN_REPEAT = 200_000;
 const prefix = `pbd${process.pid % 10000}`;
 const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
@@ -165,8 +166,17 @@ function setupNet(): void {
   }
 }
 
+/**
+ * Client and server pinned to different CPUs: left to the scheduler, a 1-byte
+ * request/response swings by 3x between "same CPU" and "other CPU" placements.
+ */
+const cpus = (await import('node:os')).cpus().length;
+const CLIENT_CPU = '0';
+const SERVER_CPU = String(cpus > 1 ? 1 : 0);
+
 function startServer(cmd: string, args: string[], readyLine: boolean): Promise<ChildProcess> {
-  const p = spawn('ip', ['netns', 'exec', B.ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const p = spawn('ip', ['netns', 'exec', B.ns, 'taskset', '-c', SERVER_CPU, cmd, ...args],
+    { stdio: ['ignore', 'pipe', 'ignore'] });
   if (!readyLine) return new Promise((res) => setTimeout(() => res(p), 300));
   return new Promise((res, rej) => {
     const t = setTimeout(() => rej(new Error(`${cmd} did not start`)), 5000);
@@ -250,9 +260,10 @@ async function netBench(rrBin: string): Promise<NetRow[]> {
       await dp.attach(B.ifindex);
     };
     const measure = (): Omit<NetRow, 'config'> => {
-      const rr = Number(inNs(A.ns, rrBin, ['rr', B.ip, '5001', String(SECONDS)]).trim());
-      const crr = Number(inNs(A.ns, rrBin, ['crr', B.ip, '5001', String(SECONDS)]).trim());
-      const j = JSON.parse(inNs(A.ns, 'iperf3', ['-c', B.ip, '-p', '5201', '-t', String(SECONDS), '-J'])) as
+      const client = (cmd: string, args: string[]) => inNs(A.ns, 'taskset', ['-c', CLIENT_CPU, cmd, ...args]);
+      const rr = Number(client(rrBin, ['rr', B.ip, '5001', String(SECONDS)]).trim());
+      const crr = Number(client(rrBin, ['crr', B.ip, '5001', String(SECONDS)]).trim());
+      const j = JSON.parse(client('iperf3', ['-c', B.ip, '-p', '5201', '-t', String(SECONDS), '-J'])) as
         { end: { sum_received: { bits_per_second: number } } };
       return { rr, crr, streamGbps: j.end.sum_received.bits_per_second / 1e9 };
     };
@@ -260,7 +271,7 @@ async function netBench(rrBin: string): Promise<NetRow[]> {
     const configs: Config[] = ['none', 'palisade-0', 'palisade-10k', 'iptables-10k'];
     const samples = new Map<Config, Omit<NetRow, 'config'>[]>(configs.map((c) => [c, []]));
     for (let r = 0; r < ROUNDS; r++) {
-      for (const c of configs) {
+      for (const c of [...configs.slice(r % configs.length), ...configs.slice(0, r % configs.length)]) {
         await configure(c);
         const m = measure();
         samples.get(c)!.push(m);
@@ -298,7 +309,7 @@ async function main(): Promise<void> {
     const none = net.find((r) => r.config === 'none')!;
     const ratio = (x: number, y: number) => Math.round((x / y) * 1000) / 1000;
     const result = {
-      machine: { cpus: (await import('node:os')).cpus().length, kernel: sh('uname', ['-r']).trim() },
+      machine: { cpus, kernel: sh('uname', ['-r']).trim(), clientCpu: CLIENT_CPU, serverCpu: SERVER_CPU },
       rounds: ROUNDS, seconds: SECONDS, testRunRepeat: TEST_RUN_REPEAT,
       decision: cost.map((r) => ({ ...r, decisionVs100: ratio(r.decisionNs, base.decisionNs),
         establishedVs100: ratio(r.establishedNs, base.establishedNs) })),

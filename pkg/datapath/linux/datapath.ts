@@ -166,6 +166,10 @@ export class LinuxDatapath implements Datapath {
     await ensureBpffs(this.bpffsRoot);
     for (const d of ['maps', 'progs', 'links']) await fs.mkdir(join(this.dir, d), { recursive: true });
 
+    // Pins left by a build with other layouts would make the load fail deep in libbpf,
+    // or worse, be read with the wrong codec: refuse them first, naming the fix.
+    this.checkPinnedShapes();
+
     let reloaded = false;
     for (const p of programs) {
       const obj = join(this.objDir, `${p.name}.o`);
@@ -193,21 +197,33 @@ export class LinuxDatapath implements Datapath {
     return !(loadedAt >= mtime);
   }
 
+  /** Opens the pinned map `name` and checks its shape against this build's codec. */
+  private openPinned(name: MapName): MapRef {
+    const pin = this.path('maps', mapNames[name]);
+    let ref: MapRef;
+    try {
+      ref = createMapRef(objGet(pin), { transfer: true });
+    } catch (e) {
+      throw new Error(`opening map ${pin}: ${(e as Error).message}`, { cause: e });
+    }
+    const [t, k, v] = mapShapes[name];
+    if (ref.type !== t || ref.keySize !== k || ref.valueSize !== v) {
+      ref.close();
+      throw new Error(`map ${pin} has type/key/value ${ref.type}/${ref.keySize}/${ref.valueSize}, ` +
+        `this build expects ${t}/${k}/${v} (pins of another version: detach pods and remove ${this.dir})`);
+    }
+    return ref;
+  }
+
+  private checkPinnedShapes(): void {
+    for (const name of Object.keys(mapNames) as MapName[]) {
+      if (existsSync(this.path('maps', mapNames[name]))) this.openPinned(name).close();
+    }
+  }
+
   private openMaps(): void {
     for (const name of Object.keys(mapNames) as MapName[]) {
-      const pin = this.path('maps', mapNames[name]);
-      let ref: MapRef;
-      try {
-        ref = createMapRef(objGet(pin), { transfer: true });
-      } catch (e) {
-        throw new Error(`opening map ${pin}: ${(e as Error).message}`, { cause: e });
-      }
-      const [t, k, v] = mapShapes[name];
-      if (ref.type !== t || ref.keySize !== k || ref.valueSize !== v) {
-        ref.close();
-        throw new Error(`map ${pin} has type/key/value ${ref.type}/${ref.keySize}/${ref.valueSize}, ` +
-          `this build expects ${t}/${k}/${v} (stale pins from another version: remove ${this.dir})`);
-      }
+      const ref = this.openPinned(name);
       this.refs.set(name, ref);
       if (name === 'events') this.events_ = new RawQueueMap(ref);
       else this.maps.set(name, new RawMap(ref));

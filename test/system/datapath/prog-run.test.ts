@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
+import { ensureBpffs, LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
 import { MemoryDatapath } from '../../../pkg/datapath/memory/datapath.ts';
 import { emptyState, type DatapathChange, type DatapathState, type FlowEvent, type PolicyEntry } from '../../../pkg/datapath/types.ts';
 import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
@@ -252,6 +252,22 @@ describePrivileged('datapath programs under BPF_PROG_TEST_RUN', () => {
     await expect(dp.apply(bad)).rejects.toMatchObject({ code: 'PAL_DATAPATH_INVALID_ENTRY' });
     expect(await dp.dump()).toEqual(before);
     expect(await dp.policyGeneration()).toBe(gen);
+  });
+
+  test('pins of another layout are refused at init with the fix in the message', async () => {
+    const other = bpffsDir(`${prefix}x`);
+    try {
+      await ensureBpffs(other);
+      sh('mkdir', ['-p', `${other}/palisade/maps`]);
+      // A conntrack map as an older build (16-byte values) would have pinned it.
+      sh('bpftool', ['map', 'create', `${other}/palisade/maps/pal_conntrack`, 'type', 'lru_hash',
+        'key', '20', 'value', '16', 'entries', '16', 'name', 'pal_conntrack']);
+      const stale = new LinuxDatapath({ bpffsRoot: other });
+      await expect(stale.init()).rejects.toThrow(/pal_conntrack has type\/key\/value 9\/20\/16.*remove/);
+      await stale.close();
+    } finally {
+      dropBpffs(other);
+    }
   });
 
   test('dump reads back what was applied; a delete removes exactly its keys', async () => {
