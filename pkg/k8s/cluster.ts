@@ -49,8 +49,9 @@ export interface KubernetesClusterOptions {
   resources?: readonly ResourceInfo[];
 }
 
-/** How long the history of "when did the seen RV reach x" is kept. */
+/** History of "when did the seen RV reach x": how long and how many entries are kept. */
 const SEEN_HISTORY_MS = 60_000;
+const SEEN_HISTORY_MAX = 1024;
 
 export class KubernetesCluster implements Cluster {
   readonly store = new ClusterStore();
@@ -127,7 +128,10 @@ export class KubernetesCluster implements Cluster {
     return recheck > 0 ? { covered: false, recheckInMs: recheck } : { covered: true };
   }
 
-  /** Clock time when the store's seen RV first reached `rv` (-Infinity if forgotten). */
+  /**
+   * Clock time when the store's seen RV first reached `rv`; for an rv older than the
+   * history, the oldest time kept (later than the truth: conservative).
+   */
   #seenAt(rv: bigint): number {
     for (const [v, t] of this.#seen) if (v >= rv) return t;
     return -Infinity;
@@ -138,7 +142,11 @@ export class KubernetesCluster implements Cluster {
     const now = this.#clock.now();
     const last = this.#seen.at(-1);
     if (max !== undefined && (!last || max > last[0])) this.#seen.push([max, now]);
-    while (this.#seen.length > 1 && this.#seen[0]![1] < now - SEEN_HISTORY_MS) this.#seen.shift();
+    // Forgetting is conservative: an older rv then maps to a later "seen" time.
+    let drop = 0;
+    while (drop < this.#seen.length - 1
+      && (this.#seen[drop]![1] < now - SEEN_HISTORY_MS || this.#seen.length - drop > SEEN_HISTORY_MAX)) drop++;
+    if (drop) this.#seen.splice(0, drop);
     if (!this.#synced && this.informers.every((i) => i.synced)) {
       this.#synced = true;
       for (const w of this.#syncWaiters.splice(0)) w();

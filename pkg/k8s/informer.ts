@@ -255,7 +255,10 @@ export class Informer {
         this.#event(type, obj);
       };
       const onDone = (err: unknown) => {
-        if (httpStatusOf(err) === 410) return finish({ kind: 'gone' });
+        // 410: our resourceVersion is too old. 404: the resource went away (a CRD was
+        // deleted); the relist finds out whether it is absent.
+        const status = httpStatusOf(err);
+        if (status === 410 || status === 404) return finish({ kind: 'gone' });
         if (err && (err as { name?: string }).name === 'TimeoutError') {
           // client-node's inactivity timeout: the connection was idle, not broken.
           return finish({ kind: 'closed' });

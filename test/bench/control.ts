@@ -14,7 +14,7 @@
  *
  * Prints measured / target ratios side by side (ratio <= 1 meets the target).
  */
-import { fork } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -24,7 +24,10 @@ import { startApiServer, type ApiServer } from '../../pkg/apiserver/index.ts';
 import { ControlPlane, type RealizedEvent } from '../../pkg/controlplane/controlplane.ts';
 import { createKubernetesControlPlane } from '../../pkg/controlplane/kubernetes.ts';
 import { MemoryDatapath } from '../../pkg/datapath/memory/index.ts';
-import type { DatapathChange } from '../../pkg/datapath/types.ts';
+import { LinuxDatapath } from '../../pkg/datapath/linux/index.ts';
+import type {
+  Datapath, DatapathChange, DatapathCounters, DatapathState, FlowEvent,
+} from '../../pkg/datapath/types.ts';
 import { MemoryCluster } from '../../pkg/k8s/memory.ts';
 import { PolicyCompiler } from '../../pkg/policy/compile.ts';
 import type { LocalEndpoint } from '../../pkg/policy/snapshot.ts';
@@ -44,12 +47,59 @@ function repoRoot(): string {
   return d;
 }
 
-class TimedDatapath extends MemoryDatapath {
+/** Wraps a datapath and reports when each apply() has returned. */
+class TimedDatapath implements Datapath {
+  readonly inner: Datapath;
   onApply: ((c: DatapathChange, at: number) => void) | undefined;
-  override async apply(change: DatapathChange): Promise<void> {
-    await super.apply(change);
+  constructor(inner: Datapath) {
+    this.inner = inner;
+  }
+  init(): Promise<void> { return this.inner.init(); }
+  async apply(change: DatapathChange): Promise<void> {
+    await this.inner.apply(change);
     this.onApply?.(change, performance.now());
   }
+  dump(): Promise<DatapathState> { return this.inner.dump(); }
+  attach(i: number): Promise<void> { return this.inner.attach(i); }
+  detach(i: number): Promise<void> { return this.inner.detach(i); }
+  events(): AsyncIterable<FlowEvent> { return this.inner.events(); }
+  counters(): Promise<DatapathCounters> { return this.inner.counters(); }
+  close(): Promise<void> { return this.inner.close(); }
+}
+
+type DatapathKind = 'memory' | 'linux';
+
+/**
+ * A fresh datapath of `kind`. The Linux one lives on a private bpffs mount made for it
+ * (its programs and maps are pinned there and vanish with the mount); `release` closes
+ * it and removes the mount.
+ */
+async function makeDatapath(kind: DatapathKind): Promise<{ dp: Datapath; release: () => Promise<void> }> {
+  if (kind === 'memory') return { dp: new MemoryDatapath(), release: async () => {} };
+  const root = join(tmpdir(), `pal-bench-control-${process.pid}-${Math.random().toString(36).slice(2, 8)}-bpffs`);
+  const dp = new LinuxDatapath({ bpffsRoot: root });
+  const release = async () => {
+    await dp.close().catch(() => {});
+    spawnSync('umount', [root], { stdio: 'ignore' });
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    await dp.init();
+  } catch (err) {
+    await release();
+    throw err;
+  }
+  return { dp, release };
+}
+
+/** Why the Linux datapath cannot be benchmarked here, or undefined when it can. */
+function linuxUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'not root';
+  const root = repoRoot();
+  for (const f of ['bin/palisade-bpf', 'bpf/out/from_pod.o', 'bpf/out/to_pod.o']) {
+    if (!existsSync(join(root, f))) return `${f} missing (run 'make build')`;
+  }
+  return undefined;
 }
 
 function quantile(xs: number[], q: number): number {
@@ -142,6 +192,7 @@ function populate(server: ApiServer, pods: number, policies: number): void {
 // ---- 1. change -> realized -----------------------------------------------------------
 
 interface LatencyResult {
+  datapath: DatapathKind;
   backgroundPods: number;
   policies: number;
   changes: number;
@@ -155,18 +206,84 @@ interface LatencyResult {
   agentP50Ms: number;
   agentP99Ms: number;
   reconcileP99Ms: number;
+  compileP50Ms: number;
   compileP99Ms: number;
   initialRealizeMs: number;
 }
 
-async function latencySweep(pods: number, policies: number, dir: string): Promise<LatencyResult> {
+/**
+ * The API server in its own process, as in a real cluster (its allocations and GC pauses
+ * are not the agent's): populated there, driven over IPC.
+ */
+class ApiProcess {
+  readonly #child: ChildProcess;
+  #pending: ((m: unknown) => void) | undefined;
+
+  private constructor(child: ChildProcess) {
+    this.#child = child;
+    child.on('message', (m) => {
+      const p = this.#pending;
+      this.#pending = undefined;
+      p?.(m);
+    });
+  }
+
+  static async start(pods: number, policies: number, kubeconfig: string): Promise<ApiProcess> {
+    const child = fork(fileURLToPath(import.meta.url), ['--api-server', String(pods), String(policies), kubeconfig], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const api = new ApiProcess(child);
+    await api.#call({ op: 'wait-ready' });
+    return api;
+  }
+
+  #call(msg: object): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const onExit = (code: number | null) => reject(new Error(`api server process exited with ${code}`));
+      this.#child.once('exit', onExit);
+      this.#pending = (m) => {
+        this.#child.off('exit', onExit);
+        resolve(m);
+      };
+      if (!(msg as { op: string }).op.startsWith('wait')) this.#child.send(msg);
+    });
+  }
+
+  /** Creates an object; resolves with the resourceVersion after the write. */
+  async create(obj: object): Promise<string> {
+    const r = await this.#call({ op: 'create', obj }) as { rv: string };
+    return r.rv;
+  }
+
+  async close(): Promise<void> {
+    const exited = new Promise((r) => this.#child.once('exit', r));
+    this.#child.send({ op: 'close' });
+    await exited;
+  }
+}
+
+async function apiServerChild(pods: number, policies: number, kubeconfig: string): Promise<void> {
   const server = await startApiServer({ crdFiles: [join(repoRoot(), 'manifests', 'crds.yaml')] });
-  const datapath = new TimedDatapath();
+  populate(server, pods, policies);
+  await server.writeKubeconfig(kubeconfig);
+  process.on('message', (m: { op: string; obj?: object }) => {
+    if (m.op === 'create') {
+      server.create(m.obj as never);
+      process.send!({ rv: server.resourceVersion() });
+    } else if (m.op === 'close') {
+      void server.close().then(() => process.exit(0));
+    }
+  });
+  process.send!({ ready: true });
+}
+
+async function latencySweep(kind: DatapathKind, pods: number, policies: number, dir: string): Promise<LatencyResult> {
+  const kubeconfig = join(dir, `kubeconfig-${pods}`);
+  const server = await ApiProcess.start(pods, policies, kubeconfig);
+  const made = await makeDatapath(kind);
+  const datapath = new TimedDatapath(made.dp);
   let cp: Awaited<ReturnType<typeof createKubernetesControlPlane>> | undefined;
   try {
-    populate(server, pods, policies);
-    const kubeconfig = join(dir, `kubeconfig-${pods}`);
-    await server.writeKubeconfig(kubeconfig);
     cp = await createKubernetesControlPlane({ kubeconfig, nodeName: NODE, datapath });
     const t0 = performance.now();
     for (const ep of localEndpoints()) void cp.upsertEndpoint(ep);
@@ -194,8 +311,7 @@ async function latencySweep(pods: number, policies: number, dir: string): Promis
         };
       });
       const start = performance.now();
-      server.create(changePolicy(k));
-      const rv = server.resourceVersion();
+      const rv = await server.create(changePolicy(k));
       const at = await realized;
       lat.push(at - start);
       await new Promise((r) => setImmediate(r));
@@ -208,23 +324,25 @@ async function latencySweep(pods: number, policies: number, dir: string): Promis
       waits.push(performance.now() - start);
     }
     return {
-      backgroundPods: pods, policies, changes: CHANGES,
+      datapath: kind, backgroundPods: pods, policies, changes: CHANGES,
       p50Ms: round(quantile(lat, 0.5)), p99Ms: round(quantile(lat, 0.99)), maxMs: round(Math.max(...lat)),
       waitForP50Ms: round(quantile(waits, 0.5)), waitForP99Ms: round(quantile(waits, 0.99)),
       reconcilesPerChange: round((cp.reconciles - reconcilesBefore) / CHANGES),
       agentP50Ms: round(quantile(agent, 0.5)), agentP99Ms: round(quantile(agent, 0.99)),
-      reconcileP99Ms: round(quantile(reconcile, 0.99)), compileP99Ms: round(quantile(compile, 0.99)),
+      reconcileP99Ms: round(quantile(reconcile, 0.99)),
+      compileP50Ms: round(quantile(compile, 0.5)), compileP99Ms: round(quantile(compile, 0.99)),
       initialRealizeMs: round(initialRealizeMs),
     };
   } finally {
     await cp?.stop();
     await server.close();
+    await made.release();
   }
 }
 
 // ---- 2. full load of 10k policy entries ----------------------------------------------
 
-async function fullLoad() {
+async function fullLoad(kind: DatapathKind) {
   // 50 local pods x 200 policies, each allowing one port from one peer identity = 10k.
   const ENDPOINTS = 50;
   const POLICIES = 200;
@@ -243,7 +361,8 @@ async function fullLoad() {
       spec: { podSelector: { matchLabels: { role: 'server' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { role: 'peer' } } }], ports: [{ port: 5000 + j * 2, protocol: 'TCP' }] }] },
     } as never);
   }
-  const datapath = new MemoryDatapath();
+  const made = await makeDatapath(kind);
+  const datapath = made.dp;
   const cp = new ControlPlane({ cluster, datapath, compiler: new PolicyCompiler(), nodeName: NODE });
   let event: { compileMs: number; applyMs: number; operations: number } | undefined;
   cp.onRealized((e) => { if (e.synced) event ??= e; });
@@ -253,8 +372,10 @@ async function fullLoad() {
   await cp.whenReady();
   const ms = performance.now() - t0;
   await cp.stop();
+  const entries = (await datapath.dump()).policy.length;
+  await made.release();
   return {
-    policyEntries: datapath.policy.size, endpoints: ENDPOINTS, ms: round(ms),
+    datapath: kind, policyEntries: entries, endpoints: ENDPOINTS, ms: round(ms),
     compileMs: round(event?.compileMs ?? 0), applyMs: round(event?.applyMs ?? 0), operations: event?.operations ?? 0,
   };
 }
@@ -330,27 +451,38 @@ function row(name: string, measured: number, target: number, unit: string): stri
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--rss-child') return rssChild(process.argv[3]!);
+  if (process.argv[2] === '--api-server') {
+    return apiServerChild(Number(process.argv[3]), Number(process.argv[4]), process.argv[5]!);
+  }
   const dir = await mkdtemp(join(tmpdir(), 'pal-bench-control-'));
   try {
     const latency: LatencyResult[] = [];
     const sizes = process.env.BENCH_PODS ? process.env.BENCH_PODS.split(',').map(Number) : [0, 1000, 10_000];
-    for (const pods of sizes) {
-      process.stderr.write(`bench-control: ${pods} background pods, 1000 policies...\n`);
-      latency.push(await latencySweep(pods, 1000, dir));
+    const linuxSkip = linuxUnavailable();
+    const kinds: DatapathKind[] = linuxSkip ? ['memory'] : ['memory', 'linux'];
+    if (linuxSkip) process.stderr.write(`bench-control: linux datapath skipped: ${linuxSkip}\n`);
+    for (const kind of kinds) {
+      for (const pods of sizes) {
+        process.stderr.write(`bench-control: ${kind} datapath, ${pods} background pods, 1000 policies...\n`);
+        latency.push(await latencySweep(kind, pods, 1000, dir));
+      }
     }
-    process.stderr.write('bench-control: full load of 10k policy entries...\n');
-    const load = await fullLoad();
+    const loads = [];
+    for (const kind of kinds) {
+      process.stderr.write(`bench-control: ${kind} datapath, full load of 10k policy entries...\n`);
+      loads.push(await fullLoad(kind));
+    }
     process.stderr.write('bench-control: RSS with 10k remote pods...\n');
     const mem = await rss(dir);
 
     const out = {
       benchmark: 'control', date: new Date().toISOString(),
       machine: { cpus: cpus().length, node: process.version },
-      datapath: 'memory',
-      targets: TARGETS, latency, fullLoad: load, rss: mem,
+      datapaths: kinds, linuxSkipped: linuxSkip ?? null,
+      targets: TARGETS, latency, fullLoad: loads, rss: mem,
       ratios: {
-        ...Object.fromEntries(latency.map((l) => [`p99_${l.backgroundPods}pods`, round(l.p99Ms / TARGETS.p99Ms)])),
-        fullLoad: round(load.ms / TARGETS.loadMs),
+        ...Object.fromEntries(latency.map((l) => [`p99_${l.datapath}_${l.backgroundPods}pods`, round(l.p99Ms / TARGETS.p99Ms)])),
+        ...Object.fromEntries(loads.map((l) => [`fullLoad_${l.datapath}`, round(l.ms / TARGETS.loadMs)])),
         rss: round(mem.samples[0]!.rssMB / TARGETS.rssMB),
       },
     };
@@ -360,23 +492,27 @@ async function main(): Promise<void> {
 
     console.log(`${'metric'.padEnd(46)} ${'measured'.padStart(12)} ${'target'.padStart(10)} ${'ratio'.padStart(7)}`);
     for (const l of latency) {
-      console.log(row(`change->realized p99, ${l.backgroundPods} pods/${l.policies} pol`, l.p99Ms, TARGETS.p99Ms, 'ms'));
+      console.log(row(`change->realized p99, ${l.datapath}, ${l.backgroundPods} pods`, l.p99Ms, TARGETS.p99Ms, 'ms'));
     }
-    console.log(row(`full load, ${load.policyEntries} policy entries`, load.ms, TARGETS.loadMs, 'ms'));
+    for (const l of loads) {
+      console.log(row(`full load, ${l.datapath}, ${l.policyEntries} policy entries`, l.ms, TARGETS.loadMs, 'ms'));
+    }
     for (const m of mem.samples) {
       console.log(row(`agent RSS, ${mem.remotePods} remote pods, ${m.flags}`, m.rssMB, TARGETS.rssMB, 'MB'));
     }
     console.log('');
-    console.log('background pods   p50 ms   p99 ms   max ms   agent p50/p99   reconcile p99   compile p99   waitFor p50/p99   reconciles/change   initial ms');
+    console.log('datapath background pods   p50 ms   p99 ms   max ms   agent p50/p99   reconcile p99   compile p50/p99   waitFor p50/p99   reconciles/change   initial ms');
     for (const l of latency) {
       console.log([
-        String(l.backgroundPods).padStart(15), String(l.p50Ms).padStart(8), String(l.p99Ms).padStart(8),
+        l.datapath.padEnd(8), String(l.backgroundPods).padStart(15), String(l.p50Ms).padStart(8), String(l.p99Ms).padStart(8),
         String(l.maxMs).padStart(8), `${l.agentP50Ms}/${l.agentP99Ms}`.padStart(15), String(l.reconcileP99Ms).padStart(15),
-        String(l.compileP99Ms).padStart(13), `${l.waitForP50Ms}/${l.waitForP99Ms}`.padStart(17),
+        `${l.compileP50Ms}/${l.compileP99Ms}`.padStart(17), `${l.waitForP50Ms}/${l.waitForP99Ms}`.padStart(17),
         String(l.reconcilesPerChange).padStart(19), String(l.initialRealizeMs).padStart(12),
       ].join(' '));
     }
-    console.log(`full load: compile ${load.compileMs} ms, apply ${load.applyMs} ms, ${load.operations} operations`);
+    for (const l of loads) {
+      console.log(`full load (${l.datapath}): compile ${l.compileMs} ms, apply ${l.applyMs} ms, ${l.operations} operations`);
+    }
     for (const m of mem.samples) {
       console.log(`RSS ${m.flags}: ${m.rssMB} MB (heap used ${m.heapUsedMB} MB); before start ${m.baselineRssMB} MB (heap ${m.baselineHeapUsedMB} MB)`);
     }

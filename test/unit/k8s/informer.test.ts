@@ -178,6 +178,22 @@ describe('Informer', () => {
     expect(inf.absent).toBe(false);
     await inf.stop();
   });
+
+  it('relists when a watched CRD goes away (404) and drops its objects', async () => {
+    const src = new FakeSource();
+    const store = new ClusterStore();
+    const res = RESOURCES.palisadeNetworkPolicies;
+    src.put(res.path, { metadata: { name: 'l7', namespace: 'x', resourceVersion: '' } });
+    const inf = informer(src, store, new RecordingLogger(), res);
+    inf.start();
+    await eventually(() => src.watches.length === 1);
+    expect(store.size('policies')).toBe(1);
+    src.listError.set(res.name, { statusCode: 404 });
+    src.lastWatch(res.name).end(Object.assign(new Error('HTTP 404'), { statusCode: 404 }));
+    await eventually(() => inf.absent);
+    expect(store.size('policies')).toBe(0);
+    await inf.stop();
+  });
 });
 
 describe('KubernetesCluster', () => {
