@@ -170,6 +170,7 @@ export class ControlPlane implements EndpointRealizer {
   #realizedRv = '';
   #ready = false;
   #started = false;
+  #starting = false;
   #stopped = false;
   #lastResult: CompileResult | undefined;
   #problems = new Set<string>();
@@ -245,11 +246,21 @@ export class ControlPlane implements EndpointRealizer {
    * not awaited) before `start`, so the first reconcile keeps them.
    */
   async start(): Promise<void> {
-    if (this.#started) return;
+    if (this.#started || this.#starting) return;
+    if (this.#stopped) throw new ControlPlaneError('PAL_STOPPED', 'control plane: stopped');
+    this.#starting = true;
+    let applied: DatapathState;
+    try {
+      applied = await this.#datapath.dump();
+    } catch (err) {
+      throw new Error(`reading the datapath state: ${errorMessage(err)}`, { cause: err });
+    } finally {
+      this.#starting = false;
+    }
     if (this.#stopped) throw new ControlPlaneError('PAL_STOPPED', 'control plane: stopped');
     this.#started = true;
-    this.#applied = await this.#datapath.dump();
-    this.#baseline = this.#applied;
+    this.#applied = applied;
+    this.#baseline = applied;
     this.#unsubscribe.push(
       this.#cluster.store.subscribe(() => this.#changed()),
       this.#cluster.onProgress(() => this.#progress()),
@@ -384,7 +395,8 @@ export class ControlPlane implements EndpointRealizer {
   #changed(): void {
     this.#revision++;
     this.#changedSince ??= this.#clock.now();
-    this.#runner.trigger();
+    // Before start() has read the datapath, a reconcile would not know what to keep.
+    if (this.#started) this.#runner.trigger();
     this.#checkWaiters();
   }
 

@@ -166,6 +166,9 @@ describe('ControlPlane reconciler', () => {
     }
     void second.cp.upsertEndpoint(EP_XA);
     void second.cp.upsertEndpoint(EP_XB);
+    // Registered before start: nothing may run until start() has read the datapath.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(datapath.changes.length).toBe(changesBefore);
     await second.cp.start();
     await new Promise((r) => setTimeout(r, 20));
     // Before sync: nothing disturbed (the restored endpoints keep their realized policy).
