@@ -8,9 +8,13 @@
  *   built-in kinds, maps merge and lists replace for custom resources);
  * - fields the same manager applied before and no longer applies are removed, unless
  *   another manager's apply still owns them;
- * - conflicts between managers are NOT detected (every apply behaves as with
- *   `--force-conflicts`), and non-apply writes record no ownership.
+ * - a field another manager's apply owns and this configuration sets to a different
+ *   value is a 409 Conflict (`Apply failed with N conflicts: ...`), unless `force` is set,
+ *   which moves the field to this manager;
+ * - non-apply writes (PUT, other patches) record no ownership, so they never cause
+ *   conflicts (upstream would report conflicts with their managers too).
  */
+import { ApiError, type StatusCause } from './errors.ts';
 import { clone, deepEqual, isObj, metaOf, rfc3339, type KObject, type Obj } from './json.ts';
 import { strategicMergePatch, type PatchSchema } from './patch.ts';
 
@@ -87,6 +91,66 @@ function removeStale(target: unknown, old: Obj, keep: Obj): void {
   }
 }
 
+/** Paths (as lists of FieldsV1 keys) of the leaf fields of a set. */
+function leaves(set: Obj, prefix: string[] = []): string[][] {
+  const out: string[][] = [];
+  for (const [k, v] of Object.entries(set)) {
+    if (k === '.' || k.startsWith('v:')) continue;
+    const sub = isObj(v) ? v : {};
+    const children = Object.keys(sub).filter((c) => c !== '.');
+    if (children.length === 0) out.push([...prefix, k]);
+    else out.push(...leaves(sub, [...prefix, k]));
+  }
+  return out;
+}
+
+/** True when `set` owns the leaf at `path` itself (not only fields below it). */
+function owns(set: Obj, path: string[]): boolean {
+  let cur: unknown = set;
+  for (const k of path) {
+    if (!isObj(cur) || !Object.hasOwn(cur, k)) return false;
+    cur = cur[k];
+  }
+  return isObj(cur) && Object.keys(cur).every((k) => k === '.');
+}
+
+/** Removes a leaf from a set, and parents the removal leaves empty. */
+function disown(set: Obj, path: string[]): void {
+  const [head, ...rest] = path;
+  if (head === undefined || !isObj(set[head])) return;
+  if (rest.length === 0) {
+    delete set[head];
+    return;
+  }
+  const sub = set[head] as Obj;
+  disown(sub, rest);
+  if (Object.keys(sub).filter((k) => k !== '.').length === 0) delete set[head];
+}
+
+function valueAt(o: unknown, path: string[]): unknown {
+  let cur = o;
+  for (const k of path) {
+    if (k.startsWith('f:')) cur = isObj(cur) ? cur[k.slice(2)] : undefined;
+    else if (k.startsWith('k:') && Array.isArray(cur)) {
+      const want = JSON.parse(k.slice(2)) as Obj;
+      cur = cur.find((e) => isObj(e) && Object.entries(want).every(([wk, wv]) => deepEqual(e[wk], wv)));
+    } else cur = undefined;
+    if (cur === undefined) return undefined;
+  }
+  return cur;
+}
+
+/** `.spec.containers[name="c"].image`, as upstream prints field paths in conflicts. */
+function pathString(path: string[]): string {
+  return path
+    .map((k) => {
+      if (k.startsWith('f:')) return `.${k.slice(2)}`;
+      const o = JSON.parse(k.slice(2)) as Obj;
+      return `[${Object.entries(o).map(([ok, ov]) => `${ok}=${JSON.stringify(ov)}`).join(',')}]`;
+    })
+    .join('');
+}
+
 interface ManagedFieldsEntry extends Obj {
   manager: string;
   operation: string;
@@ -102,13 +166,38 @@ function entries(o: KObject | undefined): ManagedFieldsEntry[] {
  * The object that results from `manager` applying `config` to `current` (undefined:
  * the object does not exist yet). The caller stores it with the usual create/update rules.
  */
-export function applyConfiguration(current: KObject | undefined, config: KObject, manager: string, schema: PatchSchema, apiVersion: string): KObject {
+export function applyConfiguration(
+  current: KObject | undefined,
+  config: KObject,
+  manager: string,
+  schema: PatchSchema,
+  apiVersion: string,
+  force = false,
+): KObject {
   const cfg = clone(config);
   delete metaOf(cfg).managedFields;
   const set = fieldSet(cfg, schema);
-  const all = entries(current);
+  const all = clone(entries(current));
   const mine = all.find((e) => e.manager === manager && e.operation === 'Apply');
   const others = all.filter((e) => e !== mine);
+  if (current) {
+    const causes: StatusCause[] = [];
+    for (const other of others) {
+      if (other.operation !== 'Apply' || !isObj(other.fieldsV1)) continue;
+      for (const path of leaves(set)) {
+        const want = valueAt(cfg, path);
+        // Maps are never atomic here: an empty map in the configuration claims nothing.
+        if (isObj(want) || !owns(other.fieldsV1, path) || deepEqual(valueAt(current, path), want)) continue;
+        if (force) disown(other.fieldsV1, path);
+        else causes.push({ reason: 'FieldManagerConflict', message: `conflict with "${other.manager}"`, field: pathString(path) });
+      }
+    }
+    if (causes.length > 0) {
+      const list = causes.map((c) => `${c.message}: ${c.field}`).join('\n');
+      const n = causes.length === 1 ? '1 conflict' : `${causes.length} conflicts`;
+      throw new ApiError(409, 'Conflict', `Apply failed with ${n}: ${list}`, { causes });
+    }
+  }
   let result: KObject;
   if (!current) {
     result = cfg;

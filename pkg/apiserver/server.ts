@@ -327,7 +327,7 @@ export class Handler {
     }
     if (!current && sub === 'status') throw notFound(t, name);
     const schema = t.custom ? {} : (PATCH_SCHEMAS[t.kind] ?? {});
-    const next = applyConfiguration(current, body, manager, schema, apiVersionOf(t));
+    const next = applyConfiguration(current, body, manager, schema, apiVersionOf(t), isTrue(q.get('force')));
     if (!current) return { obj: this.store.create(t, next, wopts), created: true };
     const meta = metaOf(next);
     meta.resourceVersion = body.metadata.resourceVersion ?? current.metadata.resourceVersion;

@@ -215,6 +215,21 @@ spec: {color: red, colour: red}
     // Dropping label a from kubectl's configuration removes it; b stays with its owner.
     await lab.kubectl(['apply', '--server-side', '-f', '-'], cm('k: "2"', ''));
     expect(lab.server.get('v1', 'ConfigMap', 'shop', 'cfg').metadata.labels).toEqual({ b: '2' });
+    // Another manager setting kubectl's field to another value conflicts, unless forced.
+    const steal = 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: shop}\ndata: {k: "3"}\n';
+    const r = await lab.kubectlResult(['apply', '--server-side', '--field-manager', 'other', '-f', '-'], steal);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('conflict with "kubectl"');
+    expect(r.stderr).toContain('.data.k');
+    expect(lab.server.get('v1', 'ConfigMap', 'shop', 'cfg').data).toEqual({ k: '2' });
+    await lab.kubectl(['apply', '--server-side', '--field-manager', 'other', '--force-conflicts', '-f', '-'], steal);
+    const stolen = lab.server.get('v1', 'ConfigMap', 'shop', 'cfg');
+    expect(stolen.data).toEqual({ k: '3' });
+    // "other" no longer applies label b, and nobody else owns it: it is gone.
+    expect(Object.keys(stolen.metadata.labels ?? {})).toEqual([]);
+    // kubectl no longer owns data.k, so dropping it from kubectl's configuration keeps it.
+    await lab.kubectl(['apply', '--server-side', '-f', '-'], 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: shop}\n');
+    expect(lab.server.get('v1', 'ConfigMap', 'shop', 'cfg').data).toEqual({ k: '3' });
   });
 
   it('server-side apply merges containers by name for built-in kinds and works for custom resources', async () => {
