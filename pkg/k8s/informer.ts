@@ -88,6 +88,8 @@ export class Informer {
   #watching = false;
   #absent = false;
   #lastEventAt = 0;
+  /** Events and bookmarks received, for telling healthy watches from failing ones. */
+  #events = 0;
   #loggedAbsent = false;
 
   constructor(opts: InformerOptions) {
@@ -121,7 +123,7 @@ export class Informer {
     return this.#absent;
   }
 
-  /** Clock time of the last event or bookmark (or the list that started the watch). */
+  /** Clock time of the last event, bookmark, list or watch (re)connection. */
   get lastEventAt(): number {
     return this.#lastEventAt;
   }
@@ -164,11 +166,19 @@ export class Informer {
       // Watch until the server says our resourceVersion is gone; then relist.
       for (;;) {
         if (signal.aborted) return;
-        const before = this.#lastEventAt;
+        const before = this.#events;
+        const startedAt = this.#clock.now();
         const end = await this.#watchOnce(signal);
         if (signal.aborted) return;
-        const delivered = this.#lastEventAt !== before;
-        if (delivered || end.kind === 'closed') this.#backoff.reset();
+        const delivered = this.#events !== before;
+        // A watch that lived a while and closed normally is healthy; one closed at once
+        // with nothing delivered is not, and must not become a reconnect loop.
+        const healthy = delivered || (end.kind === 'closed' && this.#clock.now() - startedAt >= 1000);
+        if (healthy) this.#backoff.reset();
+        if (end.kind === 'closed' && !healthy) {
+          await sleep(this.#clock, this.#backoff.next(), signal);
+          continue;
+        }
         if (end.kind === 'gone') {
           this.#log.info('watch resourceVersion expired (410 Gone), relisting', {
             resource: this.resource.name,
@@ -269,9 +279,11 @@ export class Informer {
       this.#source.watch(this.resource, this.#rvText, onEvent, onDone).then((abort) => {
         if (ended) return abort();
         this.#stopWatch = abort;
+        // Connected: from here on, silence means nothing is pending (see Cluster.coverage).
+        this.#watching = true;
+        this.#lastEventAt = Math.max(this.#lastEventAt, this.#clock.now());
+        this.#onProgress();
       }, (err: unknown) => onDone(err ?? new Error('watch failed')));
-      this.#watching = true;
-      this.#onProgress();
     });
   }
 
@@ -300,6 +312,7 @@ export class Informer {
       if (n !== undefined && (this.#rv === undefined || n > this.#rv)) this.#rv = n;
     }
     this.#lastEventAt = this.#clock.now();
+    this.#events++;
     this.#onProgress();
   }
 

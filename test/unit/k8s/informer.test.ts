@@ -147,6 +147,23 @@ describe('Informer', () => {
     await inf.stop();
   });
 
+  it('backs off from a server that closes every watch at once, instead of spinning', async () => {
+    const src = new FakeSource();
+    const origWatch = src.watch.bind(src);
+    src.watch = async (res, rv, onEvent, onDone) => {
+      const abort = await origWatch(res, rv, onEvent, onDone);
+      queueMicrotask(() => src.lastWatch(res.name).end());
+      return abort;
+    };
+    const inf = new Informer({ resource: RESOURCES.pods, source: src, store: new ClusterStore(), log: new RecordingLogger(), backoff: { baseMs: 20, maxMs: 40 } });
+    inf.start();
+    await new Promise((r) => setTimeout(r, 200));
+    await inf.stop();
+    // Without backoff this would be thousands; with 10-40 ms delays at most ~15.
+    expect(src.watches.length).toBeGreaterThan(2);
+    expect(src.watches.length).toBeLessThan(20);
+  });
+
   it('retries a failing list with backoff and syncs once it succeeds', async () => {
     const src = new FakeSource();
     const store = new ClusterStore();
