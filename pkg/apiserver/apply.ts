@@ -78,7 +78,8 @@ function removeStale(target: unknown, old: Obj, keep: Obj): void {
     if (k.startsWith('f:') && isObj(target)) {
       const name = k.slice(2);
       if (!keptSub) delete target[name];
-      else if (Object.keys(oldSub).length > 0 && Object.keys(keptSub).length > 0) removeStale(target[name], oldSub, keptSub);
+      // Still kept, but maybe only as a (map) field: sub-fields only `old` owned go.
+      else if (Object.keys(oldSub).length > 0) removeStale(target[name], oldSub, keptSub);
     } else if ((k.startsWith('k:') || k.startsWith('v:')) && Array.isArray(target)) {
       const want: unknown = JSON.parse(k.slice(2));
       const at = k.startsWith('k:')
