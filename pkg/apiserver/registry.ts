@@ -79,7 +79,7 @@ function builtin(
 export function builtinTypes(): ResourceType[] {
   const nsVerbs = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
   return [
-    builtin('', 'v1', 'Namespace', 'namespaces', false, { shortNames: ['ns'], statusSubresource: true, verbs: nsVerbs }),
+    builtin('', 'v1', 'Namespace', 'namespaces', false, { shortNames: ['ns'], statusSubresource: true, verbs: nsVerbs, selectableFields: ['status.phase'] }),
     builtin('', 'v1', 'Pod', 'pods', true, {
       shortNames: ['po'],
       categories: ['all'],
@@ -103,7 +103,7 @@ export function builtinTypes(): ResourceType[] {
     }),
     builtin('', 'v1', 'ConfigMap', 'configmaps', true, { shortNames: ['cm'] }),
     builtin('networking.k8s.io', 'v1', 'NetworkPolicy', 'networkpolicies', true, { shortNames: ['netpol'] }),
-    builtin('discovery.k8s.io', 'v1', 'EndpointSlice', 'endpointslices', true, { selectableFields: ['addressType'] }),
+    builtin('discovery.k8s.io', 'v1', 'EndpointSlice', 'endpointslices', true),
     builtin('apiextensions.k8s.io', 'v1', 'CustomResourceDefinition', 'customresourcedefinitions', false, {
       shortNames: ['crd', 'crds'],
       categories: ['api-extensions'],
