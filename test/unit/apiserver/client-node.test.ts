@@ -81,6 +81,12 @@ describe('@kubernetes/client-node informers against the lab API server', () => {
     await waitFor(() => pods.events.includes('update app/p1'), 'pod update');
     expect(pods.informer.get('p1', 'app')?.metadata?.labels).toEqual({ app: 'c' });
 
+    const np = await net.readNamespacedNetworkPolicy({ name: 'np', namespace: 'app' });
+    np.spec!.ingress = [{ ports: [{ port: 8080 }] }];
+    await net.replaceNamespacedNetworkPolicy({ name: 'np', namespace: 'app', body: np });
+    await waitFor(() => policies.events.includes('update app/np'), 'policy update');
+    expect(policies.informer.get('np', 'app')?.spec?.ingress?.[0]?.ports).toEqual([{ port: 8080, protocol: 'TCP' }]);
+
     await net.deleteNamespacedNetworkPolicy({ name: 'np', namespace: 'app' });
     await core.deleteNamespacedPod({ name: 'p1', namespace: 'app' });
     await waitFor(() => pods.events.includes('delete app/p1') && policies.events.includes('delete app/np'), 'deletes');
