@@ -14,6 +14,9 @@
  *       the kernel has no tcx, so the caller can fall back to clsact.
  *   palisade-bpf detach LINK_PIN
  *       Detaches and unpins the link; succeeds when it is already gone.
+ *   palisade-bpf gc-links DIR
+ *       Unpins every tcx link in DIR whose interface is gone (a pod deleted without a
+ *       detach); prints how many. A defunct link still holds its program.
  *   palisade-bpf ifname IFINDEX
  *       Prints the interface name (for tc, which wants names).
  *   palisade-bpf counters MAP_PIN
@@ -29,6 +32,7 @@
  * programs share pinned maps (pin_root_path + LIBBPF_PIN_BY_NAME) in one step.
  * Errors go to stderr as one line: "palisade-bpf: <step>: <cause>".
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -236,6 +240,37 @@ static int cmd_detach(const char *link_pin)
 	return 0;
 }
 
+static int cmd_gc_links(const char *dir)
+{
+	struct dirent *de;
+	char path[4096];
+	int removed = 0;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return errno == ENOENT ? (printf("0\n"), 0) : fail("opening links dir", errno);
+	while ((de = readdir(d))) {
+		struct tcx_link_info li = {};
+		__u32 len = sizeof(li);
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		/* A tcx link whose device went away reports ifindex 0. */
+		if (!bpf_obj_get_info_by_fd(fd, &li, &len) && li.type == PAL_BPF_LINK_TYPE_TCX &&
+		    li.ifindex == 0 && !unlink(path))
+			removed++;
+		close(fd);
+	}
+	closedir(d);
+	printf("%d\n", removed);
+	return 0;
+}
+
 static int cmd_ifname(int ifindex)
 {
 	char name[IF_NAMESIZE];
@@ -349,6 +384,7 @@ static void usage(void)
 		"usage: palisade-bpf load OBJ PROG_PIN MAPS_DIR\n"
 		"       palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN [HOOK PROG_PIN LINK_PIN]\n"
 		"       palisade-bpf detach LINK_PIN\n"
+		"       palisade-bpf gc-links DIR\n"
 		"       palisade-bpf ifname IFINDEX\n"
 		"       palisade-bpf counters MAP_PIN\n"
 		"       palisade-bpf info PROG_PIN\n"
@@ -369,6 +405,8 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "detach"))
 		return cmd_detach(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "gc-links"))
+		return cmd_gc_links(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "ifname"))
 		return cmd_ifname(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "counters"))

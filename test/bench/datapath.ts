@@ -17,7 +17,8 @@
  *
  * Every configuration is measured in interleaved rounds (the order rotates each round, so
  * no configuration always runs first); the medians are reported.
- * Writes bench/out/datapath.json. Env: BENCH_ROUNDS (default 5), BENCH_SECONDS (default 2).
+ * Writes bench/out/datapath.json. Env: BENCH_ROUNDS (default 5), BENCH_SECONDS (default 2),
+ * BENCH_PIN_CPUS=1 (see below).
  * Needs root. Everything is created in private namespaces and a private bpffs, and removed.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -167,16 +168,21 @@ function setupNet(): void {
 }
 
 /**
- * Client and server pinned to different CPUs: left to the scheduler, a 1-byte
- * request/response swings by 3x between "same CPU" and "other CPU" placements.
+ * BENCH_PIN_CPUS=1 pins client and server to different CPUs: left to the scheduler, a
+ * 1-byte request/response swings by up to 3x between "same CPU" and "other CPU"
+ * placements; on a machine shared with other jobs, pinning makes it worse (measured), so
+ * it is off by default.
  */
 const cpus = (await import('node:os')).cpus().length;
+const PIN = process.env.BENCH_PIN_CPUS === '1';
 const CLIENT_CPU = '0';
 const SERVER_CPU = String(cpus > 1 ? 1 : 0);
+const pinned = (cpu: string, cmd: string, args: string[]): [string, string[]] =>
+  PIN ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args];
 
 function startServer(cmd: string, args: string[], readyLine: boolean): Promise<ChildProcess> {
-  const p = spawn('ip', ['netns', 'exec', B.ns, 'taskset', '-c', SERVER_CPU, cmd, ...args],
-    { stdio: ['ignore', 'pipe', 'ignore'] });
+  const [c, a] = pinned(SERVER_CPU, cmd, args);
+  const p = spawn('ip', ['netns', 'exec', B.ns, c, ...a], { stdio: ['ignore', 'pipe', 'ignore'] });
   if (!readyLine) return new Promise((res) => setTimeout(() => res(p), 300));
   return new Promise((res, rej) => {
     const t = setTimeout(() => rej(new Error(`${cmd} did not start`)), 5000);
@@ -260,7 +266,7 @@ async function netBench(rrBin: string): Promise<NetRow[]> {
       await dp.attach(B.ifindex);
     };
     const measure = (): Omit<NetRow, 'config'> => {
-      const client = (cmd: string, args: string[]) => inNs(A.ns, 'taskset', ['-c', CLIENT_CPU, cmd, ...args]);
+      const client = (cmd: string, args: string[]) => inNs(A.ns, ...pinned(CLIENT_CPU, cmd, args));
       const rr = Number(client(rrBin, ['rr', B.ip, '5001', String(SECONDS)]).trim());
       const crr = Number(client(rrBin, ['crr', B.ip, '5001', String(SECONDS)]).trim());
       const j = JSON.parse(client('iperf3', ['-c', B.ip, '-p', '5201', '-t', String(SECONDS), '-J'])) as
@@ -309,7 +315,7 @@ async function main(): Promise<void> {
     const none = net.find((r) => r.config === 'none')!;
     const ratio = (x: number, y: number) => Math.round((x / y) * 1000) / 1000;
     const result = {
-      machine: { cpus, kernel: sh('uname', ['-r']).trim(), clientCpu: CLIENT_CPU, serverCpu: SERVER_CPU },
+      machine: { cpus, kernel: sh('uname', ['-r']).trim(), pinnedCpus: PIN },
       rounds: ROUNDS, seconds: SECONDS, testRunRepeat: TEST_RUN_REPEAT,
       decision: cost.map((r) => ({ ...r, decisionVs100: ratio(r.decisionNs, base.decisionNs),
         establishedVs100: ratio(r.establishedNs, base.establishedNs) })),

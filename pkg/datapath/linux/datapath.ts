@@ -181,6 +181,10 @@ export class LinuxDatapath implements Datapath {
       this.log('info', 'datapath program loaded', { program: p.name, pin });
     }
     this.openMaps();
+    // Links of interfaces deleted without a detach (a crashed pod) still hold a program.
+    const gc = await this.runIn(this.helper, ['gc-links', join(this.dir, 'links')]);
+    if (gc.code !== 0) this.log('warn', 'datapath link cleanup failed', { error: gc.stderr.trim() });
+    else if (Number(gc.stdout) > 0) this.log('info', 'datapath removed stale links', { count: Number(gc.stdout) });
     // An existing link keeps running the program it was created with until told
     // otherwise: move every pinned link to the freshly loaded program.
     if (reloaded) await this.relinkAll();

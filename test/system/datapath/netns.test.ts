@@ -245,8 +245,18 @@ describePrivileged('datapath on real sockets between network namespaces', () => 
     }
   });
 
-  test('detach of a deleted interface succeeds', async () => {
+  test('a pod deleted without detach: init removes its stale links; detach still succeeds', async () => {
+    await dp.attach(c.ifindex);
+    const pins = () => sh('ls', [`${root}/palisade/links`]).split('\n').filter((n) => n.startsWith(`${c.ifindex}-`));
+    expect(pins()).toHaveLength(2);
     sh('ip', ['-n', node, 'link', 'del', c.hostIf]);
-    await expect(dp.detach(c.ifindex)).resolves.toBeUndefined();
+    const again = new LinuxDatapath({ bpffsRoot: root, netns: node });
+    try {
+      await again.init();
+      expect(pins()).toHaveLength(0);
+      await expect(again.detach(c.ifindex)).resolves.toBeUndefined();
+    } finally {
+      await again.close();
+    }
   });
 });
