@@ -300,6 +300,20 @@ export class Node {
     });
   }
 
+  /**
+   * Whether the pinned endpoints map holds `ifindex`, by a single-key lookup (a dump
+   * that runs while entries are updated may skip keys).
+   */
+  async endpointMapHas(ifindex: number): Promise<boolean> {
+    const key = [...Buffer.from(new Uint32Array([ifindex]).buffer)].map((b) => String(b));
+    const r = await sh('bpftool', ['map', 'lookup', 'pinned', join(this.bpffs, 'palisade', 'maps', 'pal_endpoints'),
+      'key', ...key]);
+    if (r.code === 0) return true;
+    // bpftool prints "Not found" on stdout and exits non-zero for a missing key.
+    if (/not found/i.test(r.stdout + r.stderr)) return false;
+    throw new Error(`bpftool map lookup: ${r.stderr.trim()}`);
+  }
+
   async destroy(): Promise<void> {
     await this.stopAgent('SIGKILL').catch(() => undefined);
     for (const ns of this.pods) await sh('ip', ['netns', 'del', ns]);
@@ -342,3 +356,18 @@ export async function echoAcrossRestart(node: Node, serverNs: string, clientNs: 
   }
 }
 
+/**
+ * Polls the pinned endpoints map (single-key lookups) every 20 ms until `stop()`;
+ * `stop()` resolves with every observation of a missing entry.
+ */
+export function watchEndpointEntries(node: Node, ifindexes: number[]): { stop: () => Promise<string[]> } {
+  const missing: string[] = [];
+  let watching = true;
+  const loop = (async () => {
+    while (watching) {
+      for (const i of ifindexes) if (!(await node.endpointMapHas(i))) missing.push(`ifindex ${i}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  })();
+  return { stop: async () => { watching = false; await loop; return missing; } };
+}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../../pkg/apiserver/index.ts';
 import { describePrivileged } from '../../helpers/privileged.ts';
-import { echoAcrossRestart, Node, ROOT, testDatapath } from './harness.ts';
+import { echoAcrossRestart, Node, ROOT, testDatapath, watchEndpointEntries } from './harness.ts';
 
 const CRDS = join(ROOT, 'manifests/crds.yaml');
 const API_PORT = 6443;
@@ -96,13 +96,24 @@ describePrivileged('CNI in Kubernetes mode', () => {
   it.skipIf(testDatapath() !== 'linux')('an agent restart keeps an allowed connection (b to a) flowing', async () => {
     const ipA = ((await node.get('/v1/endpoints')).body as { containerId: string; ipv4: string }[])
       .find((e) => e.containerId === 'ka')!.ipv4;
+    const ipB = ((await node.get('/v1/endpoints')).body as { containerId: string; ipv4: string }[])
+      .find((e) => e.containerId === 'kb')!.ipv4;
+    // Meanwhile a probes the isolated b every 50 ms: not one reply may come back while
+    // the agent restarts (restored endpoints keep their policy; no fail-open window).
+    const probe = node.inPod(pa, 'ping', ['-c', '140', '-i', '0.05', '-W', '1', ipB]);
+    // And the pinned endpoints map never loses a's or b's entry: restored endpoints are
+    // registered before the control plane's first reconcile.
+    const eps = (await node.get('/v1/endpoints')).body as { ifindex: number }[];
+    const watch = watchEndpointEntries(node, eps.map((e) => e.ifindex));
     const r = await echoAcrossRestart(node, pa, pb, ipA, 8080);
+    const missing = await watch.stop();
+    expect(missing).toEqual([]);
+    const probed = await probe;
+    expect(probed.stdout, probed.stdout).toMatch(/140 packets transmitted, 0 received/);
     expect(r.aliveAtRestart, r.out).toBe(true);
     expect(r.code, `${r.out}\n${node.agentLog.slice(-2000)}`).toBe(0);
     expect(Number(r.out.split(' ')[1])).toBeGreaterThan(100);
     // And b is still isolated after the restart.
-    const ipB = ((await node.get('/v1/endpoints')).body as { containerId: string; ipv4: string }[])
-      .find((e) => e.containerId === 'kb')!.ipv4;
     expect((await node.inPod(pa, 'ping', ['-c', '1', '-W', '1', ipB])).code).not.toBe(0);
   });
 

@@ -2,7 +2,7 @@
 // endpoints are restored, and running connections never notice.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../../helpers/privileged.ts';
-import { echoAcrossRestart, Node } from './harness.ts';
+import { echoAcrossRestart, Node, testDatapath, watchEndpointEntries } from './harness.ts';
 
 function ipOf(r: { json: Record<string, unknown> | undefined }): string {
   return (r.json!.ips as { address: string }[])[0]!.address.split('/')[0]!;
@@ -48,7 +48,11 @@ describePrivileged('agent restart', () => {
     expect(a.code, a.stdout).toBe(0);
     expect(b.code, b.stdout).toBe(0);
     const srvIp = ipOf(a);
+    const before = (await node.get('/v1/endpoints')).body as { ifindex: number }[];
+    const watch = testDatapath() === 'linux' ? watchEndpointEntries(node, before.map((e) => e.ifindex)) : undefined;
     const r = await echoAcrossRestart(node, ps, pc, srvIp, 8080);
+    // The pinned endpoint entries stayed in place through the restart.
+    expect(await watch?.stop() ?? []).toEqual([]);
     expect(r.aliveAtRestart, r.out).toBe(true);
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/^ok \d+/);
