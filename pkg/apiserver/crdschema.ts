@@ -1,7 +1,8 @@
 /**
  * Structural-schema handling for custom resources, the subset of what the real server does
  * with a CRD version's openAPIV3Schema that clients can observe: unknown fields are pruned
- * (unless `x-kubernetes-preserve-unknown-fields`), `default`s are filled in, and `type`,
+ * (unless `x-kubernetes-preserve-unknown-fields`), nulls in non-nullable fields are
+ * dropped, `default`s are filled in, and `type`,
  * `required`, `enum`, `minimum`/`maximum`, `pattern`, `minItems`/`maxItems` and
  * `x-kubernetes-int-or-string` are checked. CEL rules (`x-kubernetes-validations`),
  * formats and list-type uniqueness are not evaluated.
@@ -73,7 +74,10 @@ function walk(schema: Obj, v: unknown, path: string, out: StatusCause[], root: b
   const additional = isObj(schema.additionalProperties) ? schema.additionalProperties : undefined;
   if (props) {
     for (const [k, ps] of Object.entries(props)) {
-      if (isObj(ps) && v[k] === undefined && ps.default !== undefined) v[k] = clone(ps.default);
+      if (!isObj(ps)) continue;
+      // Upstream prunes a null in a field that is not nullable, then defaults it.
+      if (v[k] === null && ps.nullable !== true) delete v[k];
+      if (v[k] === undefined && ps.default !== undefined) v[k] = clone(ps.default);
     }
   }
   for (const k of Object.keys(v)) {

@@ -244,6 +244,11 @@ describe('lab API server semantics', () => {
       expect(w.spec).toEqual({ color: 'red', size: 3, extra: { any: { thing: true } } });
     });
 
+    it('drops nulls in non-nullable fields, then defaults them', async () => {
+      const w = (await widget('nulls', { color: 'red', size: null, owner: null })).body;
+      expect(w.spec).toEqual({ color: 'red', size: 3 });
+    });
+
     it('rejects wrong types, enum values, minimums and missing required fields', async () => {
       const r = await widget('bad', { size: 0, tags: 'x' });
       expect(r.status).toBe(422);
