@@ -10,8 +10,9 @@
  *    policies. Also reported: how long `waitFor(rv)` (the lab's barrier) took.
  * 2. Full load: an empty datapath to a state of 10k policy entries (start -> ready, with
  *    the cluster already in memory).
- * 3. Agent RSS with 10k remote pods: a separate process running only the control plane
- *    against the API server of this process, measured after sync and a full GC.
+ * 3. Agent RSS with 10k remote pods: a separate process (control-rss-child.ts) loading
+ *    and running only the control plane against the API server of this process,
+ *    measured after sync and a full GC.
  *
  * Prints measured / target ratios side by side (ratio <= 1 meets the target).
  */
@@ -390,27 +391,6 @@ async function fullLoad(kind: DatapathKind) {
 
 // ---- 3. RSS with 10k remote pods (child process) -------------------------------------
 
-async function settledMemory(): Promise<NodeJS.MemoryUsage> {
-  const g = (globalThis as { gc?: () => void }).gc;
-  for (let i = 0; i < 3; i++) {
-    g?.();
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return process.memoryUsage();
-}
-
-async function rssChild(kubeconfig: string): Promise<void> {
-  // Everything is imported by now (client-node included): the process's own baseline.
-  const base = await settledMemory();
-  const cp = await createKubernetesControlPlane({ kubeconfig, nodeName: NODE, datapath: new MemoryDatapath() });
-  for (const ep of localEndpoints()) void cp.upsertEndpoint(ep);
-  await cp.start();
-  await cp.whenReady();
-  const m = await settledMemory();
-  process.send!({ rss: m.rss, heapUsed: m.heapUsed, baseRss: base.rss, baseHeapUsed: base.heapUsed, pods: cp.cluster.store.size('pods') });
-  await cp.stop();
-}
-
 interface RssSample {
   flags: string;
   rssMB: number;
@@ -431,7 +411,8 @@ async function rss(dir: string) {
     const samples: RssSample[] = [];
     // Default V8 flags, and a small young generation (a flag the agent's launcher can set).
     for (const flags of [[], ['--max-semi-space-size=1']]) {
-      const child = fork(fileURLToPath(import.meta.url), ['--rss-child', kubeconfig], {
+      const childPath = fileURLToPath(new URL(`./control-rss-child${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
+      const child = fork(childPath, [kubeconfig, NODE, String(LOCAL_PODS)], {
         execArgv: ['--expose-gc', ...flags], stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       const msg = await new Promise<{ rss: number; heapUsed: number; baseRss: number; baseHeapUsed: number; pods: number }>((resolve, reject) => {
@@ -458,7 +439,6 @@ function row(name: string, measured: number, target: number, unit: string): stri
 }
 
 async function main(): Promise<void> {
-  if (process.argv[2] === '--rss-child') return rssChild(process.argv[3]!);
   if (process.argv[2] === '--api-server') {
     return apiServerChild(Number(process.argv[3]), Number(process.argv[4]), process.argv[5]!);
   }
