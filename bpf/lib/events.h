@@ -28,11 +28,12 @@ static __always_inline void count(__u8 dir, int reason)
 }
 
 static __always_inline void emit(__u32 ep, __u8 dir, const struct packet *p, __u32 peer,
-				 __u32 ruleId, __u8 verdict, int reason, __u64 now)
+				 __u32 ruleId, __u8 verdict, int reason)
 {
 	struct flow_event e = {};
 
-	e.time = now;
+	/* The precise clock here only: events are rare, packets are not. */
+	e.time = bpf_ktime_get_ns();
 	e.endpointId = ep;
 	e.peerIdentity = peer;
 	e.ruleId = ruleId;

@@ -152,7 +152,7 @@ struct ct_key {
  * NETPOL 25 (forward packets checked against the current policy) still holds.
  */
 struct ct_value {
-	__u64 lastSeen; /* bpf_ktime_get_ns() */
+	__u64 lastSeen; /* bpf_ktime_get_coarse_ns() */
 	__u32 ruleId;
 	__u32 generation;
 	__u8 flags;

@@ -19,10 +19,10 @@
 #include "events.h"
 
 static __always_inline int drop(__u32 ep, __u8 dir, const struct packet *p, __u32 peer,
-				int reason, __u64 now)
+				int reason)
 {
 	count(dir, reason);
-	emit(ep, dir, p, peer, 0, VERDICT_DROPPED, reason, now);
+	emit(ep, dir, p, peer, 0, VERDICT_DROPPED, reason);
 	return TC_ACT_SHOT;
 }
 
@@ -75,7 +75,7 @@ static __always_inline int allow_forward(__u32 ep, __u8 dir, const struct packet
 					 __u32 peer, __u32 ruleId, __u64 now)
 {
 	if (ct_track(ep, dir, p, ct, ruleId, generation, now))
-		emit(ep, dir, p, peer, ruleId, VERDICT_ALLOWED, 0, now);
+		emit(ep, dir, p, peer, ruleId, VERDICT_ALLOWED, 0);
 	frag_remember(ep, dir, p, ruleId);
 	count(dir, 0);
 	return TC_ACT_OK;
@@ -101,21 +101,24 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 	if (rc == PARSE_ARP)
 		return TC_ACT_OK;
 
-	now = bpf_ktime_get_ns();
+	/* Conntrack lifetimes are seconds: the coarse clock (same timebase, tick
+	 * resolution, Linux >= 5.11) is enough and never reads the clocksource, which is
+	 * slow on some hosts. Events take the precise clock. */
+	now = bpf_ktime_get_coarse_ns();
 	generation = policy_generation();
 	ep = bpf_map_lookup_elem(&pal_endpoints, &ek);
 	if (!ep)
-		return drop(0, dir, &p, 0, DROP_NO_ENDPOINT, now);
+		return drop(0, dir, &p, 0, DROP_NO_ENDPOINT);
 	epId = ep->endpointId;
 	enforced = dir == DIR_INGRESS ? ep->ingressEnforced : ep->egressEnforced;
 
 	if (rc < 0)
-		return drop(epId, dir, &p, 0, rc, now);
+		return drop(epId, dir, &p, 0, rc);
 	if (rc == PARSE_OTHER_L3) {
 		/* Palisade enforces IPv4 only: anything else may pass only where no policy
 		 * applies (fail closed, NETPOL 27). */
 		if (enforced)
-			return drop(epId, dir, &p, 0, DROP_UNSUPPORTED_L3, now);
+			return drop(epId, dir, &p, 0, DROP_UNSUPPORTED_L3);
 		count(dir, 0);
 		return TC_ACT_OK;
 	}
@@ -127,7 +130,7 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 		 * when it passed. Never seen (reordered, or dropped) -> drop. */
 		fv = frag_find(epId, dir, &p);
 		if (!fv)
-			return drop(epId, dir, &p, 0, DROP_FRAGMENT, now);
+			return drop(epId, dir, &p, 0, DROP_FRAGMENT);
 		count(dir, 0);
 		return TC_ACT_OK;
 	}
@@ -162,7 +165,7 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 		/* A flow the current policy no longer allows loses its reply path too. */
 		if (ct)
 			ct_forget(epId, dir, &p);
-		return drop(epId, dir, &p, peer, DROP_POLICY_DENIED, now);
+		return drop(epId, dir, &p, peer, DROP_POLICY_DENIED);
 	}
 	return allow_forward(epId, dir, &p, ct, generation, peer, pv->ruleId, now);
 }
