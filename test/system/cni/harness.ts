@@ -47,6 +47,13 @@ export async function ensureBuilt(): Promise<void> {
   await pexec(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'tsconfig.json')], { cwd: ROOT })
     .catch(() => undefined);
   if (!existsSync(AGENT_JS)) throw new Error('dist/cmd/palisade-agent.js missing: run make build');
+  if (testDatapath() === 'linux') {
+    for (const f of ['bpf/out/from_pod.o', 'bpf/out/to_pod.o', 'bin/palisade-bpf']) {
+      if (!existsSync(join(ROOT, f))) {
+        throw new Error(`${f} missing: run make build (or PALISADE_TEST_DATAPATH=none to test without eBPF)`);
+      }
+    }
+  }
 }
 
 /**
