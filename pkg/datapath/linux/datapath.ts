@@ -17,21 +17,27 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createMapRef, MapType, objGet, RawMap, RawQueueMap, type MapRef } from 'bpf';
+import { RawMap, RawQueueMap, type MapRef } from 'bpf';
 
 import {
   DatapathError, counterIndex, decodeCidr, decodeCt, decodeEndpoint,
   decodeConfig, decodeFlowEvent, decodeIpcache, decodePolicy, dropReasonCodes, encodeCidrKey, encodeConfig,
   encodeEndpointKey, encodeEndpointValue, encodeIdentityValue, encodeIpcacheKey,
-  encodePolicyKeys, layouts, mapNames, type CtEntry,
+  encodePolicyKeys, mapNames, type CtEntry,
 } from '../codec.ts';
 import { entryKey } from '../diff.ts';
 import {
   emptyState, type Datapath, type DatapathChange, type DatapathCounters, type DatapathState,
   type Direction, type DropReason, type FlowEvent,
 } from '../types.ts';
+import { EventHub } from './events.ts';
 import { run, runOk } from './exec.ts';
+import {
+  allMaps, checkPinnedShapes, deleteMany, ensureBpffs, openPinned, readAll, setMany, type MapName,
+} from './maps.ts';
 import { PolicyKeyIndex, type MapWrites } from './policy-index.ts';
+
+export { ensureBpffs };
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
@@ -78,33 +84,12 @@ function repoRoot(): string {
   return process.cwd();
 }
 
-type MapName = keyof typeof mapNames;
-
-/** Expected type and key/value sizes of every map, from the codec (checked at open). */
-const mapShapes: Record<MapName, [MapType, number, number]> = {
-  endpoints: [MapType.HASH, layouts.endpoint_key.size, layouts.endpoint_value.size],
-  ipcache: [MapType.LPM_TRIE, layouts.ipcache_key.size, layouts.ipcache_value.size],
-  policy: [MapType.LPM_TRIE, layouts.policy_key.size, layouts.policy_value.size],
-  cidrs: [MapType.LPM_TRIE, layouts.cidr_key.size, layouts.cidr_value.size],
-  conntrack: [MapType.LRU_HASH, layouts.ct_key.size, layouts.ct_value.size],
-  fragments: [MapType.LRU_HASH, layouts.frag_key.size, layouts.frag_value.size],
-  events: [MapType.QUEUE, 0, layouts.flow_event.size],
-  counters: [MapType.PERCPU_ARRAY, 4, 8],
-  config: [MapType.ARRAY, 4, layouts.config_value.size],
-};
-
-function errnoOf(e: unknown): string | undefined {
-  const x = e as { errno?: number; code?: string; message?: string };
-  return x?.code ?? (typeof x?.message === 'string' ? /\b(E[A-Z]+)\b/.exec(x.message)?.[1] : undefined);
-}
-
 export class LinuxDatapath implements Datapath {
   readonly bpffsRoot: string;
   readonly dir: string;
   private readonly objDir: string;
   private readonly helper: string;
   private readonly reload: boolean;
-  private readonly pollMs: number;
   private readonly forceClsact: boolean;
   private readonly netns?: string;
   private readonly log: LogFn;
@@ -117,8 +102,7 @@ export class LinuxDatapath implements Datapath {
   private closed = false;
   /** Serializes apply/attach/detach: each one sees the previous one's result. */
   private chain: Promise<unknown> = Promise.resolve();
-  private subscribers = new Set<(e: FlowEvent | null) => void>();
-  private poller?: NodeJS.Timeout;
+  private readonly hub: EventHub;
   /** epoch ms - monotonic ms, to convert kernel timestamps. */
   private readonly monoOffsetMs = Date.now() - Number(process.hrtime.bigint() / 1000000n);
 
@@ -129,13 +113,18 @@ export class LinuxDatapath implements Datapath {
     this.objDir = resolve(opts.objDir ?? join(root, 'bpf', 'out'));
     this.helper = resolve(opts.helperPath ?? join(root, 'bin', 'palisade-bpf'));
     this.reload = opts.reload ?? false;
-    this.pollMs = opts.eventPollMs ?? 100;
     this.forceClsact = opts.forceClsact ?? false;
     if (opts.netns !== undefined && !/^[\w.-]+$/.test(opts.netns)) {
       throw new DatapathError(ERR_DATAPATH_INIT, `bad netns name ${JSON.stringify(opts.netns)}`);
     }
     this.netns = opts.netns;
     this.log = opts.log ?? (() => {});
+    this.hub = new EventHub(async () => {
+      await this.init();
+      const q = this.events_!;
+      const toEpoch = (ns: bigint) => this.monoOffsetMs + Number(ns / 1000n) / 1000;
+      return { pop: () => { const b = q.pop(); return b && decodeFlowEvent(b, toEpoch); } };
+    }, opts.eventPollMs ?? 100, (err) => this.log('warn', 'reading datapath events', { error: err.message }));
   }
 
   /** Runs an interface-facing tool, inside `netns` when one is set. */
@@ -168,7 +157,7 @@ export class LinuxDatapath implements Datapath {
 
     // Pins left by a build with other layouts would make the load fail deep in libbpf,
     // or worse, be read with the wrong codec: refuse them first, naming the fix.
-    this.checkPinnedShapes();
+    checkPinnedShapes(join(this.dir, 'maps'), this.dir);
 
     let reloaded = false;
     for (const p of programs) {
@@ -201,33 +190,9 @@ export class LinuxDatapath implements Datapath {
     return !(loadedAt >= mtime);
   }
 
-  /** Opens the pinned map `name` and checks its shape against this build's codec. */
-  private openPinned(name: MapName): MapRef {
-    const pin = this.path('maps', mapNames[name]);
-    let ref: MapRef;
-    try {
-      ref = createMapRef(objGet(pin), { transfer: true });
-    } catch (e) {
-      throw new Error(`opening map ${pin}: ${(e as Error).message}`, { cause: e });
-    }
-    const [t, k, v] = mapShapes[name];
-    if (ref.type !== t || ref.keySize !== k || ref.valueSize !== v) {
-      ref.close();
-      throw new Error(`map ${pin} has type/key/value ${ref.type}/${ref.keySize}/${ref.valueSize}, ` +
-        `this build expects ${t}/${k}/${v} (pins of another version: detach pods and remove ${this.dir})`);
-    }
-    return ref;
-  }
-
-  private checkPinnedShapes(): void {
-    for (const name of Object.keys(mapNames) as MapName[]) {
-      if (existsSync(this.path('maps', mapNames[name]))) this.openPinned(name).close();
-    }
-  }
-
   private openMaps(): void {
-    for (const name of Object.keys(mapNames) as MapName[]) {
-      const ref = this.openPinned(name);
+    for (const name of allMaps) {
+      const ref = openPinned(join(this.dir, 'maps'), name, this.dir);
       this.refs.set(name, ref);
       if (name === 'events') this.events_ = new RawQueueMap(ref);
       else this.maps.set(name, new RawMap(ref));
@@ -442,68 +407,7 @@ export class LinuxDatapath implements Datapath {
    * it started (the kernel queue is read once and fanned out). Ends on close().
    */
   events(): AsyncIterable<FlowEvent> {
-    return { [Symbol.asyncIterator]: () => this.subscribe() };
-  }
-
-  private subscribe(): AsyncIterator<FlowEvent> {
-    const buffered: FlowEvent[] = [];
-    let wake: (() => void) | undefined;
-    let done = this.closed;
-    const sub = (e: FlowEvent | null) => {
-      if (e === null) done = true;
-      else if (buffered.length < 65536) buffered.push(e);
-      wake?.();
-    };
-    this.subscribers.add(sub);
-    void this.init().then(() => this.startPolling(), (err: unknown) => {
-      this.log('error', 'datapath events unavailable', { error: (err as Error).message });
-      sub(null);
-    });
-    const finish = (): IteratorResult<FlowEvent> => {
-      this.subscribers.delete(sub);
-      if (this.subscribers.size === 0 && this.poller) {
-        clearInterval(this.poller);
-        this.poller = undefined;
-      }
-      done = true;
-      return { value: undefined, done: true };
-    };
-    return {
-      next: async (): Promise<IteratorResult<FlowEvent>> => {
-        for (;;) {
-          const e = buffered.shift();
-          if (e) return { value: e, done: false };
-          if (done) return finish();
-          await new Promise<void>((r) => { wake = r; });
-          wake = undefined;
-        }
-      },
-      return: async (): Promise<IteratorResult<FlowEvent>> => finish(),
-    };
-  }
-
-  private startPolling(): void {
-    if (this.poller || this.closed) return;
-    this.poller = setInterval(() => this.pollOnce(), this.pollMs);
-  }
-
-  /** Drains the kernel queue into the subscribers. */
-  private pollOnce(): void {
-    const q = this.events_;
-    if (!q) return;
-    const toEpoch = (ns: bigint) => this.monoOffsetMs + Number(ns / 1000n) / 1000;
-    for (let i = 0; i < 4096; i++) {
-      let buf: Buffer | undefined;
-      try {
-        buf = q.pop();
-      } catch (e) {
-        if (errnoOf(e) !== 'ENOENT') this.log('warn', 'reading datapath events', { error: (e as Error).message });
-        return;
-      }
-      if (!buf) return;
-      const ev = decodeFlowEvent(buf, toEpoch);
-      for (const s of this.subscribers) s(ev);
-    }
+    return { [Symbol.asyncIterator]: () => this.hub.subscribe() };
   }
 
   /** Sums the per-CPU counters (through the helper: the `bpf` package cannot). */
@@ -528,47 +432,9 @@ export class LinuxDatapath implements Datapath {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.poller) clearInterval(this.poller);
-    this.poller = undefined;
-    for (const s of [...this.subscribers]) s(null);
-    this.subscribers.clear();
+    this.hub.close();
     await this.chain.catch(() => {});
     this.closeMaps();
     this.initialized = undefined;
   }
-}
-
-// ---- map helpers ----------------------------------------------------------------------------
-
-/** Batch update when the map type has it (hash), one by one otherwise (LPM trie). */
-function setMany(m: RawMap, entries: [Buffer, Buffer][]): void {
-  if (entries.length === 0) return;
-  if (entries.length > 1) {
-    try {
-      m.setBatch(entries);
-      return;
-    } catch {
-      // Not supported for this map type: fall through to single updates.
-    }
-  }
-  for (const [k, v] of entries) m.set(k, v);
-}
-
-/** Deletes; a key that is already gone is not an error (apply is idempotent). */
-function deleteMany(m: RawMap, keys: Buffer[]): void {
-  for (const k of keys) m.delete(k);
-}
-
-function* readAll(m: RawMap): Generator<[Buffer, Buffer]> {
-  for (const [k, v] of m.entries()) yield [Buffer.from(k), Buffer.from(v)];
-}
-
-/** Mounts bpffs at `root` unless `root` already is on a bpffs. */
-export async function ensureBpffs(root: string): Promise<void> {
-  // Already on a bpffs (the mount point itself or a directory inside one): nothing to do.
-  const BPF_FS_MAGIC = 0xcafe4a11;
-  const st = await fs.statfs(root).catch(() => undefined);
-  if (st && Number(st.type) === BPF_FS_MAGIC) return;
-  await fs.mkdir(root, { recursive: true });
-  await runOk(`mounting bpffs at ${root}`, 'mount', ['-t', 'bpf', 'bpf', root]);
 }
