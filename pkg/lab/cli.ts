@@ -17,6 +17,7 @@ import {
   describeLab, destroyLab, Lab, LabBusyError, labNameFrom, LabPrerequisiteError, listLabs, repoRoot,
   validateLabName, type CniMode,
 } from './lab.ts';
+import { sleep } from './exec.ts';
 import { exitCodeOf, formatStep, playScenario, summarize, type ScenarioResult } from './runner.ts';
 
 const USAGE = `usage: palisade-lab run FILE [--json] [--nodes N] [--keep] [--name NAME]
@@ -77,7 +78,9 @@ function installSignalHandlers(): void {
     process.stderr.write(`palisade-lab: ${sig}: removing the lab\n`);
     const done = () => process.exit(sig === 'SIGINT' ? 130 : 143);
     if (!cur) done();
-    else destroyLab(cur.name).then(done, done);
+    // The interrupted flow may still be creating something (a pod's netns, a process)
+    // while the first pass runs: a second pass after it settles catches those.
+    else destroyLab(cur.name).then(() => sleep(500)).then(() => destroyLab(cur.name)).then(done, done);
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
@@ -214,6 +217,13 @@ async function demo(a: Args): Promise<number> {
 
 export async function main(argv: readonly string[]): Promise<number> {
   installSignalHandlers();
+  const code = await dispatch(argv);
+  // Interrupted: the signal handler owns the exit (after cleanup), not this flow.
+  if (stopping) await new Promise<never>(() => setInterval(() => {}, 1000));
+  return code;
+}
+
+async function dispatch(argv: readonly string[]): Promise<number> {
   try {
     const a = parseArgs(argv);
     switch (a.cmd) {
