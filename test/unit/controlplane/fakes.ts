@@ -1,6 +1,7 @@
 /**
- * Test doubles for the control-plane tests: a manual clock, a map-backed datapath (used
- * until pkg/datapath/memory lands), and a log that records.
+ * Test doubles for the control-plane tests: a manual clock, a map-backed datapath with
+ * fault injection (failed and slow applies, which MemoryDatapath does not offer; the
+ * integration test uses MemoryDatapath), and a log that records.
  */
 import { entryKey } from '../../../pkg/datapath/diff.ts';
 import type {
