@@ -1,11 +1,16 @@
 /**
- * The real ListWatchSource: @kubernetes/client-node 2.x. Lists go through the typed API
- * clients (paginated, `limit` per page); watches through client-node's `Watch`, which
- * speaks the chunked JSON-lines watch protocol and applies the kubeconfig's auth.
+ * The real ListWatchSource on @kubernetes/client-node 2.x: the kubeconfig's server, TLS
+ * and credentials (KubeConfig.applyToHTTPSOptions, which also refreshes exec/OIDC tokens
+ * and honours proxies), plain GET requests for paginated lists, and client-node's `Watch`
+ * for the chunked JSON-lines watch stream.
+ *
+ * Lists are read as raw JSON on purpose: client-node's typed models rename fields that
+ * are reserved words in TypeScript (NetworkPolicyIngressRule.from becomes `_from`), so a
+ * typed list would turn `from` peers into "any peer" - failing open.
  */
-import {
-  CoreV1Api, CustomObjectsApi, KubeConfig, NetworkingV1Api, Watch,
-} from '@kubernetes/client-node';
+import http from 'node:http';
+import https from 'node:https';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { httpStatusOf, type ListResult, type ListWatchSource } from './informer.ts';
 import type { ResourceInfo } from './resources.ts';
 
@@ -17,11 +22,24 @@ export interface ClientNodeSourceOptions {
    * [min, 2*min] so that agents spread their reconnects (client-go does the same).
    */
   minWatchTimeoutSeconds?: number;
+  /** Timeout of one list page request, ms (default 60 s). */
+  requestTimeoutMs?: number;
 }
 
 interface Page {
   items?: unknown[];
-  metadata?: { resourceVersion?: string; _continue?: string; continue?: string };
+  metadata?: { resourceVersion?: string; continue?: string };
+}
+
+/** A failed API request, with the HTTP status the informer reacts to (404, 410). */
+export class ApiRequestError extends Error {
+  readonly code = 'PAL_K8S_REQUEST';
+  readonly statusCode: number | undefined;
+  constructor(message: string, statusCode?: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ApiRequestError';
+    this.statusCode = statusCode;
+  }
 }
 
 /** Loads a kubeconfig file (or the in-cluster service account when `path` is undefined). */
@@ -47,20 +65,22 @@ function slimOrKeep(res: ResourceInfo, item: unknown): unknown {
 }
 
 export class ClientNodeSource implements ListWatchSource {
-  readonly #core: CoreV1Api;
-  readonly #net: NetworkingV1Api;
-  readonly #custom: CustomObjectsApi;
+  readonly #kc: KubeConfig;
+  readonly #server: string;
   readonly #watch: Watch;
   readonly #pageSize: number;
   readonly #minWatchTimeout: number;
+  readonly #requestTimeoutMs: number;
 
   constructor(kc: KubeConfig, opts: ClientNodeSourceOptions = {}) {
-    this.#core = kc.makeApiClient(CoreV1Api);
-    this.#net = kc.makeApiClient(NetworkingV1Api);
-    this.#custom = kc.makeApiClient(CustomObjectsApi);
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    this.#kc = kc;
+    this.#server = cluster.server.replace(/\/+$/, '');
     this.#watch = new Watch(kc);
     this.#pageSize = opts.pageSize ?? 500;
     this.#minWatchTimeout = opts.minWatchTimeoutSeconds ?? 300;
+    this.#requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
   }
 
   async list(res: ResourceInfo, signal: AbortSignal): Promise<ListResult> {
@@ -79,33 +99,50 @@ export class ClientNodeSource implements ListWatchSource {
     let cont: string | undefined;
     let rv = '';
     do {
-      if (signal.aborted) throw new Error('list aborted');
-      const page = await this.#page(res, cont);
-      // Slim page by page: holding 10k full (deserialized) pods until the end of the list
-      // would make the initial sync's memory peak several times the store's size.
+      const page = await this.#get(res.path, { limit: String(this.#pageSize), ...(cont ? { continue: cont } : {}) }, signal);
+      // Slim page by page: holding 10k full pods until the end of the list would make the
+      // initial sync's memory peak several times the store's size.
       for (const item of page.items ?? []) items.push(slimOrKeep(res, item));
       rv = page.metadata?.resourceVersion ?? rv;
-      cont = page.metadata?._continue ?? page.metadata?.continue;
+      cont = page.metadata?.continue || undefined;
     } while (cont);
     return { items, resourceVersion: rv };
   }
 
-  #page(res: ResourceInfo, cont: string | undefined): Promise<Page> {
-    const q = { limit: this.#pageSize, _continue: cont };
-    switch (res.name) {
-      case 'pods': return this.#core.listPodForAllNamespaces(q) as Promise<Page>;
-      case 'namespaces': return this.#core.listNamespace(q) as Promise<Page>;
-      case 'nodes': return this.#core.listNode(q) as Promise<Page>;
-      case 'networkpolicies':
-        return this.#net.listNetworkPolicyForAllNamespaces(q) as Promise<Page>;
-      default: {
-        // Custom resources: /apis/<group>/<version>/<plural>.
-        const m = /^\/apis\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(res.path);
-        if (!m) throw new Error(`listing ${res.name}: unsupported path ${res.path}`);
-        return this.#custom.listClusterCustomObject({
-          group: m[1]!, version: m[2]!, plural: m[3]!, ...q,
-        }) as Promise<Page>;
-      }
+  async #get(path: string, query: Record<string, string>, signal: AbortSignal): Promise<Page> {
+    const url = new URL(this.#server + path);
+    for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+    const opts: https.RequestOptions = {};
+    await this.#kc.applyToHTTPSOptions(opts);
+    opts.headers = { ...opts.headers, accept: 'application/json' };
+    const send = url.protocol === 'https:' ? https.request : http.request;
+    const what = `listing ${path}`;
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = send(url, { ...opts, method: 'GET', signal }, (resp) => {
+        const chunks: Buffer[] = [];
+        resp.on('data', (c: Buffer) => chunks.push(c));
+        resp.on('error', (err) => reject(new ApiRequestError(`${what}: ${err.message}`, undefined, { cause: err })));
+        resp.on('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8');
+          const status = resp.statusCode ?? 0;
+          if (status === 200) return resolve(body);
+          let reason = resp.statusMessage ?? '';
+          try {
+            reason = (JSON.parse(body) as { message?: string }).message ?? reason;
+          } catch { /* not a Status object */ }
+          reject(new ApiRequestError(`${what}: HTTP ${status}: ${reason}`, status));
+        });
+      });
+      req.setTimeout(this.#requestTimeoutMs, () => {
+        req.destroy(new Error(`no answer within ${this.#requestTimeoutMs} ms`));
+      });
+      req.on('error', (err) => reject(new ApiRequestError(`${what}: ${err.message}`, undefined, { cause: err })));
+      req.end();
+    });
+    try {
+      return JSON.parse(text) as Page;
+    } catch (err) {
+      throw new ApiRequestError(`${what}: invalid JSON: ${(err as Error).message}`, undefined, { cause: err });
     }
   }
 

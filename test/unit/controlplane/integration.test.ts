@@ -108,6 +108,10 @@ describe('control plane against the in-memory API server', () => {
     api.apply(pod('y', 'b', '10.244.1.22', { pod: 'b' }, 'node-1'));
     api.apply(node(NODE, '10.244.0.0/24', '10.89.0.10'));
     api.apply(node('node-1', '10.244.1.0/24', '10.89.0.11'));
+    // Present before start, so the initial list (not the watch) delivers it: `from` peers
+    // and `to` peers must survive the list path exactly.
+    api.apply(allowFrom('y', 'listed', 'a', 'b', 7070));
+    api.apply({ kind: 'NetworkPolicy', metadata: { name: 'listed-egress', namespace: 'y' }, spec: { podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: { matchLabels: { pod: 'b' } } }], ports: [{ port: 7071 }] }] } });
     cp = await createKubernetesControlPlane({
       kubeconfig: join(dir, 'kubeconfig'), nodeName: NODE, datapath, routing, log,
       identityStatePath: join(dir, 'state', 'identities.json'), minIntervalMs: 1, maxDelayMs: 10,
@@ -126,6 +130,10 @@ describe('control plane against the in-memory API server', () => {
   it('realizes the initial state after sync', async () => {
     expect(cp.cluster.synced).toBe(true);
     await converged();
+    // y/a (endpoint 3) accepts 7070 only from pod=b peers, not from any peer.
+    const listed = [...datapath.policy.values()].filter((e) => (e as { port: number }).port === 7070) as { peer: number }[];
+    expect(listed.length).toBeGreaterThan(0);
+    expect(listed.every((e) => e.peer !== 0)).toBe(true);
     expect(routing.state.routes).toEqual([{ dst: '10.244.1.0/24', via: '10.89.0.11', node: 'node-1' }]);
   });
 
@@ -196,6 +204,18 @@ describe('control plane against the in-memory API server', () => {
     });
     await converged();
     expect(cp.status().endpoints.find((e) => e.endpointId === 1)?.policy?.ingressPolicies).toContain('PalisadeNetworkPolicy:x/l7');
+  });
+
+  it('coalesces a burst of 100 API changes into a few reconciles', async () => {
+    const before = cp.reconciles;
+    for (let i = 0; i < 100; i++) {
+      if (i % 2) api.apply(allowFrom('x', `burst-${i}`, 'a', 'b', 20000 + i));
+      else api.apply(pod('x', 'b', '10.244.0.12', { pod: 'b', round: String(i) }));
+    }
+    await converged();
+    // Events arrive over several socket reads; the runner still batches them.
+    expect(cp.reconciles - before).toBeLessThanOrEqual(10);
+    expect([...datapath.policy.values()].some((e) => (e as { port: number }).port === 20099)).toBe(true);
   });
 
   it('relists after 410 Gone and catches up with what happened meanwhile', async () => {
