@@ -112,8 +112,15 @@ export async function checkPrerequisites(cni: CniMode): Promise<void> {
   if (process.getuid?.() !== 0) {
     throw new LabPrerequisiteError('needs root (network namespaces, BPF): run it as root, e.g. with sudo');
   }
-  const r = await run('ip', ['-V']).catch(() => undefined);
-  if (!r || r.code !== 0) throw new LabPrerequisiteError("the 'ip' tool (iproute2) is missing: run 'make setup'");
+  // Root's tools live in sbin, which a user's PATH may lack.
+  const path = (process.env.PATH ?? '/usr/bin:/bin').split(':');
+  for (const d of ['/usr/local/sbin', '/usr/sbin', '/sbin']) if (!path.includes(d)) path.push(d);
+  process.env.PATH = path.join(':');
+  for (const [tool, pkg] of [['ip', 'iproute2'], ['sysctl', 'procps'], ['umount', 'mount']] as const) {
+    if (!path.some((d) => existsSync(join(d, tool)))) {
+      throw new LabPrerequisiteError(`the '${tool}' tool (${pkg}) is missing: run 'make setup'`);
+    }
+  }
   const root = repoRoot();
   const need = [join(root, 'dist/pkg/lab/podserver.js'), join(root, 'dist/pkg/lab/apiserver-main.js')];
   if (cni === 'palisade') need.push(join(root, 'bin/palisade-agent'), join(root, 'bin/palisade-cni'));
@@ -537,6 +544,36 @@ export class Lab {
   }
 
   /**
+   * The ClusterIP of the Service `s-<ns>-<pod>` in front of a pod. When the scenario did
+   * not define it, creates it as the upstream e2e suite does: selector `pod: <name>`,
+   * one port per container port (`port` = the container port, `targetPort` = its name,
+   * or its number when unnamed).
+   */
+  async serviceIP(key: string): Promise<string> {
+    const p = this.pods.get(key);
+    if (!p) throw new Error(`no pod ${key}`);
+    const ref = { apiVersion: 'v1', kind: 'Service', namespace: p.namespace, name: serviceNameOf(key) };
+    let svc = await this.kube.find(ref);
+    if (!svc) {
+      svc = await this.kube.create({
+        apiVersion: 'v1', kind: 'Service',
+        metadata: { name: ref.name, namespace: p.namespace },
+        spec: {
+          type: 'ClusterIP',
+          selector: { pod: p.name },
+          ports: p.ports.map((cp) => ({
+            name: `${cp.containerPort}-${cp.protocol.toLowerCase()}`, port: cp.containerPort, protocol: cp.protocol,
+            targetPort: cp.name ?? cp.containerPort,
+          })),
+        },
+      });
+    }
+    const ip = (svc.spec as Json | undefined)?.clusterIP;
+    if (typeof ip !== 'string' || ip === '' || ip === 'None') throw new Error(`service ${p.namespace}/${ref.name} has no ClusterIP`);
+    return ip;
+  }
+
+  /**
    * The revision barrier: waits until every agent has realized the API state as of the
    * server's current resourceVersion. Returns the wait in ms; throws past 30 s.
    */
@@ -564,7 +601,9 @@ export class Lab {
    * parallel, and each source runs all its cells in parallel.
    * Returns results[probeIndex][from][to].
    */
-  async probeAll(probes: readonly ProbeSpec[], keys: readonly string[]): Promise<Record<string, Record<string, ProbeValue>>[]> {
+  async probeAll(probes: readonly ProbeSpec[], keys: readonly string[], target: 'pod' | 'service' = 'pod'): Promise<Record<string, Record<string, ProbeValue>>[]> {
+    const address = new Map<string, string>();
+    for (const k of keys) address.set(k, target === 'service' ? await this.serviceIP(k) : this.pods.get(k)!.ip);
     const out = probes.map(() => Object.fromEntries(keys.map((k) => [k, {} as Record<string, ProbeValue>])));
     await Promise.all(keys.map(async (from) => {
       const src = this.pods.get(from)!;
@@ -572,7 +611,7 @@ export class Lab {
       probes.forEach((p, i) => {
         for (const to of keys) {
           if (to === from) continue;
-          const req: ProbeRequest = { to: this.pods.get(to)!.ip, port: p.port, protocol: p.protocol };
+          const req: ProbeRequest = { to: address.get(to)!, port: p.port, protocol: p.protocol };
           if (p.http) req.http = p.http;
           cells.push({ i, to, req });
         }
@@ -585,6 +624,12 @@ export class Lab {
     }));
     return out;
   }
+}
+
+/** The upstream name of the Service in front of pod `<ns>/<pod>`. */
+export function serviceNameOf(key: string): string {
+  const [ns, pod] = key.split('/');
+  return `s-${ns}-${pod}`;
 }
 
 /** Starts the lab API server process and waits for its readiness file. */
