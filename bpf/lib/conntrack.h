@@ -4,7 +4,8 @@
  * (NETPOL 21). The forward direction is never decided here; it is judged against the
  * current policy on every packet (NETPOL 25).
  *
- * Entries live in an LRU hash, keyed per endpoint and direction (see struct ct_key).
+ * Entries live in an LRU hash, one per flow and endpoint, found from both directions
+ * with one lookup (see struct ct_key).
  * An entry older than its lifetime counts as absent, so a stale flow cannot keep a
  * reply path open forever; the LRU reclaims it later.
  */
@@ -40,16 +41,6 @@ static __always_inline __u8 ct_flags_of(const struct packet *p)
 		       CT_F_CLOSING : 0;
 }
 
-/* Looks up `k`; returns the entry when present and not expired, else NULL. */
-static __always_inline struct ct_value *ct_lookup_live(struct ct_key *k, __u64 now)
-{
-	struct ct_value *v = bpf_map_lookup_elem(&pal_conntrack, k);
-
-	if (!v || now - v->lastSeen > ct_lifetime(k->protocol, v->flags))
-		return NULL;
-	return v;
-}
-
 static __always_inline void ct_touch(struct ct_value *v, __u64 now, __u8 flags)
 {
 	if (now - v->lastSeen > CT_REFRESH || (flags & ~v->flags)) {
@@ -58,87 +49,97 @@ static __always_inline void ct_touch(struct ct_value *v, __u64 now, __u8 flags)
 	}
 }
 
+/* How a packet relates to a flow's entry. */
+#define CT_NONE    0 /* no live entry, or one this packet cannot belong to */
+#define CT_FORWARD 1 /* same direction, from the end that opened the flow */
+#define CT_REPLY   2 /* other direction, from the other end */
+
+/* The canonical key of `t` for endpoint `ep`; returns 1 when t's source is the lower end. */
+static __always_inline __u8 ct_key_of(struct ct_key *k, __u32 ep, const struct tuple *t)
+{
+	__u8 srcLo = t->saddr < t->daddr || (t->saddr == t->daddr && t->sport <= t->dport);
+
+	k->endpointId = ep;
+	k->protocol = t->protocol;
+	if (srcLo) {
+		k->addrLo = t->saddr;
+		k->addrHi = t->daddr;
+		k->portLo = t->sport;
+		k->portHi = t->dport;
+	} else {
+		k->addrLo = t->daddr;
+		k->addrHi = t->saddr;
+		k->portLo = t->dport;
+		k->portHi = t->sport;
+	}
+	return srcLo;
+}
+
 /*
- * Is `p`, seen by endpoint `ep` in direction `dir`, a reply of a flow that endpoint
- * allowed in the other direction (or an ICMP error about one)? Refreshes the entry.
- * ICMP echo requests are never replies (only echo replies are), so a peer cannot reuse
- * a pod's ping id to get its own requests through.
+ * The live entry of the flow `t` belongs to for endpoint `ep`, or NULL; `kind` says how
+ * a packet with tuple `t` travelling in direction `dir` relates to it.
  */
-static __always_inline int ct_is_reply(__u32 ep, __u8 dir, const struct packet *p, __u64 now)
+static __always_inline struct ct_value *ct_find(__u32 ep, __u8 dir, const struct tuple *t,
+						__u64 now, int *kind)
 {
 	struct ct_key k = {};
 	struct ct_value *v;
+	__u8 srcLo = ct_key_of(&k, ep, t);
 
-	k.endpointId = ep;
-	k.direction = dir ^ 1;
-	k.protocol = p->t.protocol;
+	*kind = CT_NONE;
+	v = bpf_map_lookup_elem(&pal_conntrack, &k);
+	if (!v || now - v->lastSeen > ct_lifetime(k.protocol, v->flags))
+		return NULL;
+	if (v->direction == dir && v->originLo == srcLo)
+		*kind = CT_FORWARD;
+	else if (v->direction != dir && v->originLo != srcLo)
+		*kind = CT_REPLY;
+	return v;
+}
 
+/*
+ * Is `p`, seen by endpoint `ep` in direction `dir`, a reply of a flow that endpoint
+ * allowed in the other direction (or an ICMP error about one of its flows)? Refreshes
+ * the entry. ICMP echo requests are never replies (only echo replies are), so a peer
+ * cannot reuse a pod's ping id to get its own requests through.
+ * Also returns the entry and kind of p's own flow in `fwd`/`kind` for the caller.
+ */
+static __always_inline int ct_is_reply(__u32 ep, __u8 dir, const struct packet *p, __u64 now,
+				       struct ct_value **fwd)
+{
+	struct ct_value *v;
+	int kind;
+
+	*fwd = NULL;
 	if (p->t.protocol == PROTO_ICMP && p->hasInner) {
-		/* The quoted packet was sent by our side: either the opening packet of a
-		 * flow we opened (tracked as is, other direction) or a reply we sent in a
-		 * flow the peer opened (tracked reversed, this direction). */
-		k.protocol = p->inner.protocol;
-		k.saddr = p->inner.saddr;
-		k.daddr = p->inner.daddr;
-		k.sport = p->inner.sport;
-		k.dport = p->inner.dport;
-		if (ct_lookup_live(&k, now))
-			return 1;
-		k.direction = dir;
-		k.saddr = p->inner.daddr;
-		k.daddr = p->inner.saddr;
-		k.sport = p->inner.dport;
-		k.dport = p->inner.sport;
-		return ct_lookup_live(&k, now) != NULL;
+		/* The quoted packet was sent by our side, in the other direction: it is
+		 * related when it was a packet (forward or reply) of one of our flows. */
+		v = ct_find(ep, dir ^ 1, &p->inner, now, &kind);
+		return kind != CT_NONE;
 	}
-	if (p->t.protocol == PROTO_ICMP && p->icmpType != ICMP_ECHOREPLY)
+	v = ct_find(ep, dir, &p->t, now, &kind);
+	if (kind == CT_FORWARD) {
+		*fwd = v;
 		return 0;
-
-	k.saddr = p->t.daddr;
-	k.daddr = p->t.saddr;
-	k.sport = p->t.dport;
-	k.dport = p->t.sport;
-	v = ct_lookup_live(&k, now);
-	if (!v)
+	}
+	if (kind != CT_REPLY || (p->t.protocol == PROTO_ICMP && p->icmpType != ICMP_ECHOREPLY))
 		return 0;
 	ct_touch(v, now, ct_flags_of(p));
 	return 1;
 }
 
-/* The live entry of the flow `p` belongs to in direction `dir`, or NULL. */
-static __always_inline struct ct_value *ct_forward(__u32 ep, __u8 dir, const struct packet *p,
-						   __u64 now)
+static __always_inline void ct_forget(__u32 ep, const struct packet *p)
 {
 	struct ct_key k = {};
 
-	k.endpointId = ep;
-	k.direction = dir;
-	k.protocol = p->t.protocol;
-	k.saddr = p->t.saddr;
-	k.daddr = p->t.daddr;
-	k.sport = p->t.sport;
-	k.dport = p->t.dport;
-	return ct_lookup_live(&k, now);
-}
-
-static __always_inline void ct_forget(__u32 ep, __u8 dir, const struct packet *p)
-{
-	struct ct_key k = {};
-
-	k.endpointId = ep;
-	k.direction = dir;
-	k.protocol = p->t.protocol;
-	k.saddr = p->t.saddr;
-	k.daddr = p->t.daddr;
-	k.sport = p->t.sport;
-	k.dport = p->t.dport;
+	ct_key_of(&k, ep, &p->t);
 	bpf_map_delete_elem(&pal_conntrack, &k);
 }
 
 /*
- * Records the verdict of an allowed forward packet: refreshes `v` (the live entry from
- * ct_forward, or NULL) or creates the entry. Returns 1 when the flow is new, which is
- * when a verdict event is worth sending.
+ * Records the verdict of an allowed forward packet: refreshes `v` (its flow's live entry
+ * from ct_is_reply, or NULL) or creates the entry. Returns 1 when the flow is new, which
+ * is when a verdict event is worth sending.
  */
 static __always_inline int ct_track(__u32 ep, __u8 dir, const struct packet *p,
 				    struct ct_value *v, __u32 ruleId, __u32 generation, __u64 now)
@@ -152,13 +153,8 @@ static __always_inline int ct_track(__u32 ep, __u8 dir, const struct packet *p,
 		v->generation = generation;
 		return 0;
 	}
-	k.endpointId = ep;
-	k.direction = dir;
-	k.protocol = p->t.protocol;
-	k.saddr = p->t.saddr;
-	k.daddr = p->t.daddr;
-	k.sport = p->t.sport;
-	k.dport = p->t.dport;
+	nv.originLo = ct_key_of(&k, ep, &p->t);
+	nv.direction = dir;
 	nv.lastSeen = now;
 	nv.ruleId = ruleId;
 	nv.generation = generation;

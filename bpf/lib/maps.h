@@ -124,22 +124,23 @@ struct cidr_value {
 };
 
 /*
- * ---- conntrack: flows an endpoint allowed, per endpoint and direction -------------
+ * ---- conntrack: flows an endpoint allowed, one entry per flow and endpoint ---------
  *
- * The key is the tuple of the packet that opened the flow, as the endpoint saw it in
- * `direction`. A packet is a reply when the reverse of its tuple is tracked for the same
- * endpoint in the opposite direction. Keying by endpoint keeps two pods on one node from
- * opening each other's reply path: A's egress allowing A->B says nothing about B.
+ * The key is the flow's tuple in a canonical order (the lower (address, port) end
+ * first), so both directions of a flow find the same entry with one lookup; the value
+ * says which end opened it and in which direction. A packet is a reply when the entry
+ * was opened in the other direction by the other end. Keying by endpoint keeps two pods
+ * on one node from opening each other's reply path: A's egress allowing A->B says
+ * nothing about B's ingress.
  */
 struct ct_key {
 	__u32 endpointId;
-	__be32 saddr;
-	__be32 daddr;
-	__be16 sport;
-	__be16 dport;
-	__u8 direction;
+	__be32 addrLo;
+	__be32 addrHi;
+	__be16 portLo;
+	__be16 portHi;
 	__u8 protocol;
-	__u8 pad[2];
+	__u8 pad[3];
 };
 
 #define CT_F_CLOSING 1 /* a FIN or RST was seen: short lifetime */
@@ -156,7 +157,9 @@ struct ct_value {
 	__u32 ruleId;
 	__u32 generation;
 	__u8 flags;
-	__u8 pad[7];
+	__u8 direction; /* direction (of the endpoint) the flow was opened in */
+	__u8 originLo;  /* 1: the opening packet came from the key's lower end */
+	__u8 pad[5];
 };
 
 /* ---- fragments: first fragment allowed -> later fragments of that datagram pass ---- */
@@ -227,9 +230,10 @@ _Static_assert(sizeof(struct cidr_key) == 28, "cidr_key size");
 _Static_assert(__builtin_offsetof(struct cidr_key, addr) == 12, "cidr_key.addr");
 _Static_assert(sizeof(struct cidr_value) == 4, "cidr_value size");
 _Static_assert(sizeof(struct ct_key) == 20, "ct_key size");
-_Static_assert(__builtin_offsetof(struct ct_key, direction) == 16, "ct_key.direction");
+_Static_assert(__builtin_offsetof(struct ct_key, protocol) == 16, "ct_key.protocol");
 _Static_assert(sizeof(struct ct_value) == 24, "ct_value size");
 _Static_assert(__builtin_offsetof(struct ct_value, generation) == 12, "ct_value.generation");
+_Static_assert(__builtin_offsetof(struct ct_value, originLo) == 18, "ct_value.originLo");
 _Static_assert(sizeof(struct config_value) == 8, "config_value size");
 _Static_assert(sizeof(struct frag_key) == 16, "frag_key size");
 _Static_assert(sizeof(struct frag_value) == 8, "frag_value size");

@@ -136,14 +136,13 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 	}
 
 	/* Step 3: replies of a tracked flow, ICMP errors about one (NETPOL 21). */
-	if (ct_is_reply(epId, dir, &p, now)) {
+	if (ct_is_reply(epId, dir, &p, now, &ct)) {
 		frag_remember(epId, dir, &p, 0);
 		count(dir, 0);
 		return TC_ACT_OK;
 	}
 
 	/* Step 4: a flow allowed under the maps in force now: same verdict, no lookups. */
-	ct = ct_forward(epId, dir, &p, now);
 	if (ct && ct->generation == generation) {
 		ct_touch(ct, now, ct_flags_of(&p));
 		frag_remember(epId, dir, &p, ct->ruleId);
@@ -164,7 +163,7 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 	if (!pv) {
 		/* A flow the current policy no longer allows loses its reply path too. */
 		if (ct)
-			ct_forget(epId, dir, &p);
+			ct_forget(epId, &p);
 		return drop(epId, dir, &p, peer, DROP_POLICY_DENIED);
 	}
 	return allow_forward(epId, dir, &p, ct, generation, peer, pv->ruleId, now);

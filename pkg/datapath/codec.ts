@@ -110,12 +110,13 @@ export const layouts = {
   cidr_value: { size: 4, fields: { identity: [0, 4] } },
   ct_key: {
     size: 20,
-    fields: { endpointId: [0, 4], saddr: [4, 4], daddr: [8, 4], sport: [12, 2], dport: [14, 2],
-      direction: [16, 1], protocol: [17, 1], pad: [18, 2] },
+    fields: { endpointId: [0, 4], addrLo: [4, 4], addrHi: [8, 4], portLo: [12, 2], portHi: [14, 2],
+      protocol: [16, 1], pad: [17, 3] },
   },
   ct_value: {
     size: 24,
-    fields: { lastSeen: [0, 8], ruleId: [8, 4], generation: [12, 4], flags: [16, 1], pad: [17, 7] },
+    fields: { lastSeen: [0, 8], ruleId: [8, 4], generation: [12, 4], flags: [16, 1], direction: [17, 1],
+      originLo: [18, 1], pad: [19, 5] },
   },
   config_value: { size: 8, fields: { policyGeneration: [0, 4], pad: [4, 4] } },
   frag_key: {
@@ -388,15 +389,17 @@ export function decodePolicy(key: Buffer, value: Buffer): PolicyEntry {
 
 // ---- conntrack (read-only, for inspection and tests) ----------------------------------------
 
+/** A conntrack entry, with the flow in the direction it was opened. */
 export interface CtEntry {
   endpointId: number;
+  /** The endpoint's direction the flow was opened in. */
   direction: Direction;
   saddr: string;
   daddr: string;
   sport: number;
   dport: number;
   protocol: number;
-  /** Kernel monotonic nanoseconds. */
+  /** Kernel monotonic (coarse) nanoseconds. */
   lastSeen: bigint;
   ruleId: number;
   /** Policy generation the verdict was cached under. */
@@ -407,13 +410,16 @@ export interface CtEntry {
 export function decodeCt(key: Buffer, value: Buffer): CtEntry {
   const k = layouts.ct_key;
   const v = layouts.ct_value;
+  const lo = { addr: key.readUInt32BE(off(k, 'addrLo')), port: key.readUInt16BE(off(k, 'portLo')) };
+  const hi = { addr: key.readUInt32BE(off(k, 'addrHi')), port: key.readUInt16BE(off(k, 'portHi')) };
+  const [src, dst] = value[off(v, 'originLo')] ? [lo, hi] : [hi, lo];
   return {
     endpointId: key.readUInt32LE(off(k, 'endpointId')),
-    direction: directionOf(key[off(k, 'direction')]!),
-    saddr: formatIpv4(key.readUInt32BE(off(k, 'saddr'))),
-    daddr: formatIpv4(key.readUInt32BE(off(k, 'daddr'))),
-    sport: key.readUInt16BE(off(k, 'sport')),
-    dport: key.readUInt16BE(off(k, 'dport')),
+    direction: directionOf(value[off(v, 'direction')]!),
+    saddr: formatIpv4(src.addr),
+    daddr: formatIpv4(dst.addr),
+    sport: src.port,
+    dport: dst.port,
     protocol: key[off(k, 'protocol')]!,
     lastSeen: value.readBigUInt64LE(off(v, 'lastSeen')),
     ruleId: value.readUInt32LE(off(v, 'ruleId')),
