@@ -30,6 +30,8 @@ export interface ProbeResult {
 export interface StepResult {
   name: string;
   convergedMs: number | null;
+  /** Wall time of the step's probes (an extension of the SCENARIOS.md result). */
+  probedMs?: number;
   pods: Record<string, PodResult>;
   probes: ProbeResult[];
   mismatches: Mismatch[];
@@ -154,7 +156,9 @@ async function playStep(lab: Lab, step: Step, result: StepResult): Promise<void>
   result.convergedMs = await lab.barrier();
   result.pods = podsOf(lab);
   const probes = stepProbes(step, [...lab.pods.values()].flatMap((p) => p.ports));
+  const t0 = Date.now();
   const results = await lab.probeAll(probes, keys, step.target);
+  result.probedMs = Date.now() - t0;
   probes.forEach((p, i) => {
     const r: ProbeResult = { port: p.port, protocol: p.protocol, target: step.target, results: results[i]! };
     if (p.http) r.http = p.http;
@@ -238,7 +242,10 @@ export function formatStep(index: number, total: number, step: StepResult, color
   const red = (s: string) => (color ? `\x1b[31m${s}\x1b[0m` : s);
   const bold = (s: string) => (color ? `\x1b[1m${s}\x1b[0m` : s);
   const lines = [bold(`== step ${index + 1}/${total}: ${step.name}`)];
-  if (step.convergedMs !== null) lines.push(`   agents converged in ${step.convergedMs} ms`);
+  if (step.convergedMs !== null) {
+    const probed = step.probedMs !== undefined ? `, ${step.probes.length} probe(s) of ${Object.keys(step.pods).length} pods in ${step.probedMs} ms` : '';
+    lines.push(`   agents converged in ${step.convergedMs} ms${probed}`);
+  }
   const keys = Object.keys(step.pods).sort();
   for (const p of step.probes) {
     const http = p.http !== undefined;
