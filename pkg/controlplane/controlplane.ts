@@ -184,6 +184,7 @@ export class ControlPlane implements EndpointRealizer {
   readonly #realizedListeners = new Set<(e: RealizedEvent) => void>();
   readonly #readyWaiters: (() => void)[] = [];
   #cancelRecheck: (() => void) | undefined;
+  #settling = false;
 
   constructor(opts: ControlPlaneOptions) {
     if (!opts.nodeName) throw new TypeError('control plane: nodeName is required');
@@ -550,6 +551,15 @@ export class ControlPlane implements EndpointRealizer {
     }
   }
 
+  #settleThenCheck(): void {
+    if (this.#settling) return;
+    this.#settling = true;
+    afterPendingIo(() => {
+      this.#settling = false;
+      if (!this.#stopped) this.#checkWaiters(true);
+    });
+  }
+
   #noteProblems(result: CompileResult): void {
     const now = new Set<string>();
     for (const p of result.problems) {
@@ -587,7 +597,11 @@ export class ControlPlane implements EndpointRealizer {
     });
   }
 
-  #checkWaiters(): void {
+  /**
+   * `settled`: called after the event loop has read pending I/O since the last check
+   * (see #settleThenCheck); only then is a quiet-based coverage trusted.
+   */
+  #checkWaiters(settled = false): void {
     for (const w of this.#revWaiters) {
       if (this.#realized >= w.revision) {
         this.#revWaiters.delete(w);
@@ -598,7 +612,8 @@ export class ControlPlane implements EndpointRealizer {
     for (const w of this.#rvWaiters) {
       if (w.revision === undefined) {
         const cov = this.#cluster.coverage(w.rv);
-        if (cov.covered) w.revision = this.#revision;
+        if (cov.covered && (cov.exact || settled)) w.revision = this.#revision;
+        else if (cov.covered) this.#settleThenCheck();
         else if (cov.recheckInMs !== undefined) recheck = Math.min(recheck, cov.recheckInMs);
       }
       if (w.revision !== undefined && this.#realizedSynced >= w.revision) {
@@ -619,6 +634,16 @@ export class ControlPlane implements EndpointRealizer {
       }, recheck);
     }
   }
+}
+
+/**
+ * Runs `fn` after the event loop has gone through its I/O (poll) phase twice. A timer can
+ * fire, and a request can be handled, while watch data that arrived during a long
+ * reconcile still waits unread in a socket; two setImmediate hops let every such read
+ * happen first (check-phase callbacks run after the poll phase of their iteration).
+ */
+function afterPendingIo(fn: () => void): void {
+  setImmediate(() => setImmediate(fn));
 }
 
 function validateEndpoint(ep: LocalEndpoint): void {

@@ -9,8 +9,14 @@ import { Informer, type ListWatchSource } from './informer.ts';
 import { RESOURCES, type ResourceInfo } from './resources.ts';
 import { ClusterStore } from './store.ts';
 
-/** Whether the state held covers the API state as of a resourceVersion. */
-export type Coverage = { covered: true } | { covered: false; recheckInMs?: number };
+/**
+ * Whether the state held covers the API state as of a resourceVersion. `exact: false`
+ * means the answer relies on quiet watches (see KubernetesCluster.coverage): the caller
+ * must confirm it after pending I/O has been read (see ControlPlane's waiters).
+ */
+export type Coverage =
+  | { covered: true; exact: boolean }
+  | { covered: false; recheckInMs?: number };
 
 export interface Cluster {
   readonly store: ClusterStore;
@@ -109,6 +115,9 @@ export class KubernetesCluster implements Cluster {
    * lags is still taken as covering `rv` once its watch is connected and has been quiet
    * for `quietMs` since some other stream reached `rv`: nothing older is in flight. With
    * servers that send bookmarks promptly, the first rule answers and no wait is needed.
+   * Quiet is wall-clock time, and the event loop may have been busy during it with the
+   * lagging stream's data already in its socket: so a quiet answer is `exact: false`, to
+   * be confirmed after the loop has read pending I/O.
    */
   coverage(rv: bigint): Coverage {
     if (!this.#synced) return { covered: false };
@@ -117,15 +126,17 @@ export class KubernetesCluster implements Cluster {
     const seenAt = this.#seenAt(rv);
     const now = this.#clock.now();
     let recheck = 0;
+    let exact = true;
     for (const inf of this.informers) {
       if (inf.absent) continue;
       const irv = inf.resourceVersion;
       if (irv !== undefined && irv >= rv) continue;
       if (!inf.watching) return { covered: false };
+      exact = false;
       const quietUntil = Math.max(inf.lastEventAt, seenAt) + this.#quietMs;
       if (quietUntil > now) recheck = Math.max(recheck, quietUntil - now);
     }
-    return recheck > 0 ? { covered: false, recheckInMs: recheck } : { covered: true };
+    return recheck > 0 ? { covered: false, recheckInMs: recheck } : { covered: true, exact };
   }
 
   /**

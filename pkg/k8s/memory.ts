@@ -62,7 +62,9 @@ export class MemoryCluster implements Cluster {
 
   coverage(rv: bigint): Coverage {
     const seen = this.store.resourceVersionNumber;
-    return { covered: this.#synced && seen !== undefined && seen >= rv } as Coverage;
+    return this.#synced && seen !== undefined && seen >= rv
+      ? { covered: true, exact: true }
+      : { covered: false };
   }
 
   /**

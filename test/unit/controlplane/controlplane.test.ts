@@ -3,6 +3,7 @@ import { ControlPlane, ControlPlaneError } from '../../../pkg/controlplane/contr
 import { MemoryRouting } from '../../../pkg/controlplane/routes.ts';
 import { changeSize } from '../../../pkg/datapath/diff.ts';
 import { IDENTITY_WORLD } from '../../../pkg/identity/reserved.ts';
+import type { Cluster, Coverage } from '../../../pkg/k8s/cluster.ts';
 import { MemoryCluster } from '../../../pkg/k8s/memory.ts';
 import { PolicyCompiler } from '../../../pkg/policy/compile.ts';
 import { CidrIdentityAllocator, LabelIdentityAllocator } from '../../../pkg/identity/allocator.ts';
@@ -113,6 +114,33 @@ describe('ControlPlane reconciler', () => {
     await p;
     await expect(cp.waitFor('abc', 10)).rejects.toMatchObject({ code: 'PAL_BAD_RESOURCE_VERSION' });
     await expect(cp.waitFor(future + 5n, 20)).rejects.toMatchObject({ code: 'PAL_WAIT_TIMEOUT' });
+  });
+
+  it('confirms a quiet-based coverage only after pending I/O had a chance to run', async () => {
+    // A cluster whose coverage answer the test controls.
+    const inner = new MemoryCluster();
+    let cov: Coverage = { covered: true, exact: false };
+    const listeners = new Set<() => void>();
+    const cluster: Cluster = {
+      store: inner.store, start: () => inner.start(), stop: () => inner.stop(),
+      get synced() { return inner.synced; }, whenSynced: () => inner.whenSynced(),
+      onProgress: (l) => { listeners.add(l); return () => listeners.delete(l); },
+      coverage: () => cov,
+    };
+    seed(inner);
+    const { cp } = setup({ cluster: cluster as never });
+    await cp.start();
+    await cp.whenReady();
+    let resolved = false;
+    const p = cp.waitFor('1', 2000).then(() => { resolved = true; });
+    // Data that was already waiting in a socket shows up in the next I/O phase.
+    setImmediate(() => { cov = { covered: false }; });
+    await new Promise((r) => setTimeout(r, 30));
+    expect(resolved).toBe(false);
+    cov = { covered: true, exact: true };
+    for (const l of listeners) l();
+    await p;
+    expect(resolved).toBe(true);
   });
 
   it('never compiles before the initial sync: new endpoints are isolated both ways until then', async () => {

@@ -233,7 +233,7 @@ describe('KubernetesCluster', () => {
     cluster.start();
     await cluster.whenSynced();
     await eventually(() => src.watches.length === 5);
-    expect(cluster.coverage(100n)).toEqual({ covered: true });
+    expect(cluster.coverage(100n)).toEqual({ covered: true, exact: true });
     // A pod event at 101 arrives; the other four watches have not reached 101.
     src.lastWatch('pods').emit('ADDED', src.put(podPath, mkPod('a')));
     const c = cluster.coverage(101n);
@@ -243,7 +243,7 @@ describe('KubernetesCluster', () => {
     for (const r of ['namespaces', 'nodes', 'networkpolicies', 'palisadenetworkpolicies']) {
       src.lastWatch(r).emit('BOOKMARK', { metadata: { resourceVersion: '101' } });
     }
-    expect(cluster.coverage(101n)).toEqual({ covered: true });
+    expect(cluster.coverage(101n)).toEqual({ covered: true, exact: true });
     expect(cluster.coverage(102n)).toEqual({ covered: false });
     await cluster.stop();
   });
@@ -257,6 +257,8 @@ describe('KubernetesCluster', () => {
     src.lastWatch('pods').emit('ADDED', src.put(podPath, mkPod('a')));
     expect(cluster.coverage(101n).covered).toBe(false);
     await eventually(() => cluster.coverage(101n).covered, 2000);
+    // Covered by quiet, not by the streams themselves: the caller must confirm it.
+    expect(cluster.coverage(101n)).toEqual({ covered: true, exact: false });
     await cluster.stop();
   });
 });
