@@ -27,6 +27,8 @@ export type Observed = boolean | number;
 export interface Mismatch {
   port: number;
   protocol: string;
+  /** The probe's HTTP request, for HTTP probes (an extension of the SCENARIOS.md result). */
+  http?: unknown;
   from: string;
   to: string;
   expected: boolean | number | string;
@@ -161,10 +163,12 @@ export function computeMismatches(
       if (want === '-') continue;
       const got = results[from]?.[to];
       if (!cellMatches(want, got, http)) {
-        out.push({
+        const m: Mismatch = {
           port: probe.port, protocol: probe.protocol, from, to,
           expected: expectedValue(want, http), observed: got === undefined ? null : got,
-        });
+        };
+        if (http) m.http = probe.http;
+        out.push(m);
       }
     }
   }

@@ -250,7 +250,8 @@ export function formatStep(index: number, total: number, step: StepResult, color
   for (const p of step.probes) {
     const http = p.http !== undefined;
     const label = http ? `${p.port}/${p.protocol} ${p.http!.method} ${p.http!.path}` : `${p.port}/${p.protocol}`;
-    const bad = new Set(step.mismatches.filter((m) => m.port === p.port && m.protocol === p.protocol).map((m) => `${m.from}>${m.to}`));
+    const same = (m: Mismatch) => m.port === p.port && m.protocol === p.protocol && JSON.stringify(m.http ?? null) === JSON.stringify(p.http ?? null);
+    const bad = new Set(step.mismatches.filter(same).map((m) => `${m.from}>${m.to}`));
     lines.push(`   ${label}${p.target === 'service' ? ' (via Service)' : ''}:`);
     const text = formatMatrix(keys, (f, t) => observedCell(p.results[f]?.[t], http), (f, t) => bad.has(`${f}>${t}`));
     lines.push(...text.split('\n').map((l) => `     ${l.includes('!') ? red(l) : l}`));
@@ -258,7 +259,9 @@ export function formatStep(index: number, total: number, step: StepResult, color
   if (step.mismatches.length > 0) {
     lines.push(red(`   ${step.mismatches.length} cell(s) differ from expect (marked !):`));
     for (const m of step.mismatches) {
-      lines.push(red(`     ${m.from} -> ${m.to} ${m.port}/${m.protocol}: expected ${fmt(m.expected)}, observed ${fmt(m.observed)}`));
+      const req = m.http as { method?: string; path?: string } | undefined;
+      const what = req ? ` ${req.method ?? ''} ${req.path ?? ''}` : '';
+      lines.push(red(`     ${m.from} -> ${m.to} ${m.port}/${m.protocol}${what}: expected ${fmt(m.expected)}, observed ${fmt(m.observed)}`));
     }
   } else if (step.probes.length > 0 && !step.error) {
     lines.push('   as expected');

@@ -46,8 +46,8 @@ describe('truth-table matrices', () => {
     const m = parseMatrix('- x/a x/b x/z\nx/a - D .\nx/b . - X\nx/z . . -');
     const results = { 'x/a': { 'x/b': 200 }, 'x/b': { 'x/a': 250 } };
     const out = computeMismatches({ port: 80, protocol: 'TCP', http: {} }, m, results);
-    expect(out).toContainEqual({ port: 80, protocol: 'TCP', from: 'x/a', to: 'x/b', expected: 403, observed: 200 });
-    expect(out).toContainEqual({ port: 80, protocol: 'TCP', from: 'x/a', to: 'x/z', expected: '2xx', observed: null });
+    expect(out).toContainEqual({ port: 80, protocol: 'TCP', http: {}, from: 'x/a', to: 'x/b', expected: 403, observed: 200 });
+    expect(out).toContainEqual({ port: 80, protocol: 'TCP', http: {}, from: 'x/a', to: 'x/z', expected: '2xx', observed: null });
     expect(out.find((x) => x.from === 'x/b' && x.to === 'x/a')).toBeUndefined();
     expect(out).toHaveLength(5);
   });
