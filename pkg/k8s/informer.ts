@@ -180,7 +180,7 @@ export class Informer {
           continue;
         }
         if (end.kind === 'gone') {
-          this.#log.info('watch resourceVersion expired (410 Gone), relisting', {
+          this.#log.info('watch ended with 410 Gone (or 404), relisting', {
             resource: this.resource.name,
           });
           if (!delivered) await sleep(this.#clock, this.#backoff.next(), signal);
