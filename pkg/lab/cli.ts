@@ -217,6 +217,10 @@ async function demo(a: Args): Promise<number> {
 
 export async function main(argv: readonly string[]): Promise<number> {
   installSignalHandlers();
+  // Root's tools (ip, sysctl, umount) live in sbin, which a user's PATH may lack.
+  const path = (process.env.PATH ?? '/usr/bin:/bin').split(':');
+  for (const d of ['/usr/local/sbin', '/usr/sbin', '/sbin']) if (!path.includes(d)) path.push(d);
+  process.env.PATH = path.join(':');
   const code = await dispatch(argv);
   // Interrupted: the signal handler owns the exit (after cleanup), not this flow.
   if (stopping) await new Promise<never>(() => setInterval(() => {}, 1000));
