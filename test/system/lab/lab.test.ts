@@ -110,6 +110,20 @@ describePrivileged('palisade-lab', () => {
     expect(existsSync(`/run/palisade-lab/${name}`)).toBe(false);
   });
 
+  it('runs with the reference CNI plugins too (no agents, no policy): everything connects, same and cross node', () => {
+    const name = labName('ptp');
+    const f = scenarioFile('ptp', base + denyStep.replace('EXPECTED', '.'));
+    const r = run(['run', f, '--json', '--cni', 'ptp', '--name', name]);
+    expect(r.code, r.stderr).toBe(0);
+    const res = JSON.parse(r.stdout);
+    for (const p of res.steps[0].probes) {
+      for (const [from, row] of Object.entries(p.results as Record<string, Record<string, boolean>>)) {
+        for (const [to, v] of Object.entries(row)) expect(v, `${from} -> ${to} ${p.port}/${p.protocol}`).toBe(true);
+      }
+    }
+    expect(netnsOf(name)).toEqual([]);
+  });
+
   it('exits 1 and lists the mismatching cell when an expect fails', () => {
     const name = labName('mis');
     const f = scenarioFile('mis', base + denyStep.replace('EXPECTED', '.'));
@@ -122,6 +136,25 @@ describePrivileged('palisade-lab', () => {
     const text = run(['run', f, '--name', name]);
     expect(text.code).toBe(1);
     expect(text.stdout).toMatch(/y\/a -> x\/a 80\/TCP: expected connected, observed blocked/);
+  });
+
+  it('a step that cannot complete gets an error, later steps are skipped, exit 2, partial result printed', () => {
+    const name = labName('err');
+    const f = scenarioFile('err', `${base}steps:
+  - name: all open
+  - name: a pod on a node the lab does not have
+    apply:
+      - {kind: Pod, metadata: {namespace: x, name: c}, spec: {nodeName: lab-node-7, containers: [{ports: [{containerPort: 80}]}]}}
+  - name: never played
+`);
+    const r = run(['run', f, '--json', '--name', name]);
+    expect(r.code, r.stderr).toBe(2);
+    const res = JSON.parse(r.stdout);
+    expect(res.steps).toHaveLength(2);
+    expect(res.steps[0].error).toBeUndefined();
+    expect(res.steps[1].error).toMatch(/lab-node-7/);
+    expect(Object.keys(res.steps[1].pods).sort()).toEqual(['x/a', 'x/b', 'y/a']);
+    expect(netnsOf(name)).toEqual([]);
   });
 
   it('--keep leaves a lab kubectl can use; down removes it', () => {
