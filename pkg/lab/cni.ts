@@ -20,6 +20,8 @@ export interface CniCall {
   config: Record<string, unknown> & { type: string };
   /** Run the plugin inside this named network namespace (the node's). */
   inNetns?: string;
+  /** Kill the plugin after this many ms (default 60 s). */
+  timeoutMs?: number;
 }
 
 export interface CniResult {
@@ -49,7 +51,7 @@ export async function invokeCni(call: CniCall): Promise<CniResult> {
   };
   const bin = join(call.cniPath, call.config.type);
   const [cmd, argv] = call.inNetns ? ['ip', ['netns', 'exec', call.inNetns, bin]] : [bin, []];
-  const r = await run(cmd, argv, { env, input: JSON.stringify(call.config), timeoutMs: 60_000 });
+  const r = await run(cmd, argv, { env, input: JSON.stringify(call.config), timeoutMs: call.timeoutMs ?? 60_000 });
   let out: Record<string, unknown> = {};
   try { out = r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : {}; } catch { /* below */ }
   if (r.code !== 0) {

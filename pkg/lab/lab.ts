@@ -218,8 +218,9 @@ export async function destroyLab(name: string, log: (l: string) => void = () => 
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** CNI DEL during teardown: bounded, since the agent may be gone or stuck. */
 async function cniDel(lab: string, mode: CniMode, p: PodState): Promise<void> {
-  await invokeCni(cniCall(lab, mode, 'DEL', p));
+  await invokeCni({ ...cniCall(lab, mode, 'DEL', p), timeoutMs: 10_000 });
 }
 
 function cniCall(lab: string, mode: CniMode, command: CniCall['command'], p: Pick<PodState, 'namespace' | 'name' | 'node' | 'netns' | 'containerId' | 'uid'>): CniCall {
