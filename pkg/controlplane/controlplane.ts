@@ -470,7 +470,10 @@ export class ControlPlane implements EndpointRealizer {
       this.#baseline = undefined;
       this.#removed.clear();
     }
-    for (const ep of endpoints) this.#realizedByEndpoint.set(ep.endpointId, revision);
+    for (const ep of endpoints) {
+      // Not for endpoints removed while this reconcile was applying.
+      if (this.#endpoints.has(ep.endpointId)) this.#realizedByEndpoint.set(ep.endpointId, revision);
+    }
     this.#lastError = undefined;
     const done = this.#clock.now();
     const event: RealizedEvent = {
