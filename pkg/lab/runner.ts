@@ -177,7 +177,7 @@ async function setUp(lab: Lab, scenario: Scenario): Promise<void> {
   await Promise.all(scenario.pods.map((p, i) => lab.createPod({
     namespace: p.namespace, name: p.name, labels: p.labels, ports: p.ports, node: placement[i]!,
   })));
-  for (const s of scenario.services) await lab.kube.apply(s as KubeObject & Json);
+  for (const s of scenario.services) await lab.kube.apply(substitute(s, (pod) => lab.pods.get(pod)?.ip) as KubeObject & Json);
   await lab.barrier();
 }
 
