@@ -193,6 +193,10 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p)
 		return DROP_MALFORMED;
 	ihl = (ip.verIhl & 0x0f) * 4;
 	totLen = bpf_ntohs(ip.totLen);
+	/* IPv4 BIG TCP (Linux >= 6.3, when a device's gso_ipv4_max_size is raised) sends GSO
+	 * packets above 64 KiB with tot_len 0: the frame length is the truth then. */
+	if (totLen == 0 && skb->len - ETH_HLEN_ > 0xffff)
+		totLen = skb->len - ETH_HLEN_;
 	if ((ip.verIhl >> 4) != 4 || ihl < sizeof(ip) || totLen < ihl ||
 	    totLen > skb->len - ETH_HLEN_)
 		return DROP_MALFORMED;

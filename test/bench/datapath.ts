@@ -16,8 +16,9 @@
  *    no program.
  *
  * Every configuration is measured in interleaved rounds (the order rotates each round, so
- * no configuration always runs first); the medians are reported.
- * Writes bench/out/datapath.json. Env: BENCH_ROUNDS (default 5), BENCH_SECONDS (default 2),
+ * no configuration always runs first); medians are reported, and ratios to "no program"
+ * are medians of per-round ratios.
+ * Writes bench/out/datapath.json. Env: BENCH_ROUNDS (default 7), BENCH_SECONDS (default 1),
  * BENCH_PIN_CPUS=1 (see below).
  * Needs root. Everything is created in private namespaces and a private bpffs, and removed.
  */
@@ -32,8 +33,8 @@ import { emptyState, type DatapathState, type EndpointEntry, type PolicyEntry } 
 
 const repo = new URL('../../', import.meta.url).pathname.replace(/\/dist\/$/, '/');
 const helper = join(repo, 'bin', 'palisade-bpf');
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
 const TEST_RUN_REPEAT = 200_000;
 const prefix = `pbd${process.pid % 10000}`;
 const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
@@ -141,7 +142,9 @@ async function decisionCost(): Promise<CostRow[]> {
 // ---- part 2: sockets ------------------------------------------------------------------------
 
 type Config = 'none' | 'palisade-0' | 'palisade-10k' | 'iptables-10k';
-interface NetRow { config: Config; rr: number; crr: number; streamGbps: number }
+interface NetSample { rr: number; crr: number; streamGbps: number }
+/** Medians of the raw values, and medians of the per-round ratios to "none" (paired). */
+interface NetRow extends NetSample { config: Config; rrVsNone: number; crrVsNone: number; streamVsNone: number }
 
 const GW = '10.98.0.1';
 const A = { ns: `${prefix}a`, ip: '10.98.0.10', dev: 'hosta', id: 201, identity: 3001, ifindex: 0 };
@@ -265,7 +268,7 @@ async function netBench(rrBin: string): Promise<NetRow[]> {
       await dp.attach(A.ifindex);
       await dp.attach(B.ifindex);
     };
-    const measure = (): Omit<NetRow, 'config'> => {
+    const measure = (): NetSample => {
       const client = (cmd: string, args: string[]) => inNs(A.ns, ...pinned(CLIENT_CPU, cmd, args));
       const rr = Number(client(rrBin, ['rr', B.ip, '5001', String(SECONDS)]).trim());
       const crr = Number(client(rrBin, ['crr', B.ip, '5001', String(SECONDS)]).trim());
@@ -275,7 +278,7 @@ async function netBench(rrBin: string): Promise<NetRow[]> {
     };
 
     const configs: Config[] = ['none', 'palisade-0', 'palisade-10k', 'iptables-10k'];
-    const samples = new Map<Config, Omit<NetRow, 'config'>[]>(configs.map((c) => [c, []]));
+    const samples = new Map<Config, NetSample[]>(configs.map((c) => [c, []]));
     for (let r = 0; r < ROUNDS; r++) {
       for (const c of [...configs.slice(r % configs.length), ...configs.slice(0, r % configs.length)]) {
         await configure(c);
@@ -286,10 +289,17 @@ async function netBench(rrBin: string): Promise<NetRow[]> {
     }
     await configure('none');
     await setState(emptyState());
+    // Ratios are taken within a round (configurations measured seconds apart) and then
+    // the median over rounds: the background load of a shared machine drifts over
+    // minutes, and pairing cancels most of it.
+    const none = samples.get('none')!;
+    const r3 = (x: number) => Math.round(x * 1000) / 1000;
     return configs.map((c) => {
       const s = samples.get(c)!;
+      const paired = (f: (x: NetSample) => number) => r3(median(s.map((x, i) => f(x) / f(none[i]!))));
       return { config: c, rr: median(s.map((x) => x.rr)), crr: median(s.map((x) => x.crr)),
-        streamGbps: median(s.map((x) => x.streamGbps)) };
+        streamGbps: median(s.map((x) => x.streamGbps)),
+        rrVsNone: paired((x) => x.rr), crrVsNone: paired((x) => x.crr), streamVsNone: paired((x) => x.streamGbps) };
     });
   } finally {
     for (const s of servers) s.kill('SIGKILL');
@@ -312,20 +322,18 @@ async function main(): Promise<void> {
     const cost = await decisionCost();
     const net = await netBench(rrBin);
     const base = cost[0]!;
-    const none = net.find((r) => r.config === 'none')!;
     const ratio = (x: number, y: number) => Math.round((x / y) * 1000) / 1000;
     const result = {
       machine: { cpus, kernel: sh('uname', ['-r']).trim(), pinnedCpus: PIN },
       rounds: ROUNDS, seconds: SECONDS, testRunRepeat: TEST_RUN_REPEAT,
       decision: cost.map((r) => ({ ...r, decisionVs100: ratio(r.decisionNs, base.decisionNs),
         establishedVs100: ratio(r.establishedNs, base.establishedNs) })),
-      sockets: net.map((r) => ({ ...r, rrVsNone: ratio(r.rr, none.rr), crrVsNone: ratio(r.crr, none.crr),
-        streamVsNone: ratio(r.streamGbps, none.streamGbps) })),
+      sockets: net,
       targets: {
         decision100kVs100: { value: ratio(cost[2]!.decisionNs, base.decisionNs), target: '<= 1.3' },
         palisade10kVsNone: (() => {
           const p = net.find((r) => r.config === 'palisade-10k')!;
-          return { rr: ratio(p.rr, none.rr), crr: ratio(p.crr, none.crr), stream: ratio(p.streamGbps, none.streamGbps), target: '>= 0.95' };
+          return { rr: p.rrVsNone, crr: p.crrVsNone, stream: p.streamVsNone, target: '>= 0.95' };
         })(),
       },
       durationS: Math.round((Date.now() - started) / 1000),
@@ -340,7 +348,7 @@ async function main(): Promise<void> {
         `${String(r.denyNs).padStart(12)} ${String(r.decisionNs).padStart(10)} ${String(r.decisionVs100).padStart(7)}x ` +
         `${String(r.establishedVs100).padStart(12)}x`);
     }
-    console.log('\nsockets between two pod namespaces (median)');
+    console.log('\nsockets between two pod namespaces (medians; ratios paired per round)');
     console.log('config          rr/s     crr/s   stream Gbit/s   rr    crr   stream (vs none)');
     for (const r of result.sockets) {
       console.log(`${r.config.padEnd(13)} ${String(r.rr).padStart(7)} ${String(r.crr).padStart(8)} ${r.streamGbps.toFixed(2).padStart(10)}` +
