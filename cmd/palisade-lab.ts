@@ -1,3 +1,4 @@
-// Placeholder until its issue lands: says what is missing and exits 2.
-console.error('palisade-lab: not implemented yet (see the open issues)');
-process.exit(2);
+// palisade-lab: multi-node lab in network namespaces. Wiring only; see pkg/lab/cli.ts.
+import { main } from '../pkg/lab/cli.ts';
+
+process.exit(await main(process.argv.slice(2)));
