@@ -29,7 +29,7 @@ import type { ContainerPort, ProbeSpec } from './scenario.ts';
 import type { ProbeRequest, ProbeValue } from './probe.ts';
 import {
   addNodeRoutes, API_PORT, createHost, createNode, createOutside, delNetns, GATEWAY_IP, hostNetns,
-  labNetnses, labsWithNetns, netnsPids, nodeInfo, podNetns, type NodeInfo, addNetns,
+  labNetnses, labsWithNetns, netnsPids, nodeInfo, outsideNetns, OUTSIDE_IP, podNetns, type NodeInfo, addNetns,
 } from './topology.ts';
 
 export const LAB_ROOT = '/run/palisade-lab';
@@ -262,6 +262,8 @@ export class Lab {
   private readonly log: (l: string) => void;
   private apiPid = 0;
   private kept = false;
+  /** The outside host as a probe endpoint (`outside/host`), once started. */
+  outsideHost: { ip: string; sock: string } | undefined;
   private nextNode = 0;
 
   private constructor(opts: LabOptions, apiUrl: string) {
@@ -545,6 +547,30 @@ export class Lab {
   }
 
   /**
+   * Starts the probe server of the outside host (`outside/host`, OUTSIDE_IP in the
+   * outside namespace): TCP and UDP ports 80 and 81, as the model's pods.
+   */
+  async startOutsideHost(): Promise<void> {
+    if (this.outsideHost) return;
+    const sock = join(this.dir, 'pods', 'outside.sock');
+    const pid = startDetached('ip', ['netns', 'exec', outsideNetns(this.name), process.execPath,
+      join(repoRoot(), 'dist/pkg/lab/podserver.js'), '--control', sock, '--tcp', '80,81', '--udp', '80,81',
+    ], join(this.dir, 'pods', 'outside.log'));
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (!pidAlive(pid)) throw new Error(`outside host probe server exited: ${lastLines(join(this.dir, 'pods', 'outside.log'), 3)}`);
+      try {
+        if ((await unixRequest(sock, 'GET', '/ready', undefined, 1000)).status === 200) {
+          this.outsideHost = { ip: OUTSIDE_IP, sock };
+          return;
+        }
+      } catch { /* not listening yet */ }
+      await sleep(30);
+    }
+    throw new Error('outside host probe server not ready within 15 s');
+  }
+
+  /**
    * The ClusterIP of the Service `s-<ns>-<pod>` in front of a pod. When the scenario did
    * not define it, creates it as the upstream e2e suite does: selector `pod: <name>`,
    * one port per container port (`port` = the container port, `targetPort` = its name,
@@ -604,10 +630,12 @@ export class Lab {
    */
   async probeAll(probes: readonly ProbeSpec[], keys: readonly string[], target: 'pod' | 'service' = 'pod'): Promise<Record<string, Record<string, ProbeValue>>[]> {
     const address = new Map<string, string>();
-    for (const k of keys) address.set(k, target === 'service' ? await this.serviceIP(k) : this.pods.get(k)!.ip);
+    for (const k of keys) {
+      if (k === OUTSIDE_KEY) address.set(k, this.outsideHost!.ip);
+      else address.set(k, target === 'service' ? await this.serviceIP(k) : this.pods.get(k)!.ip);
+    }
     const out = probes.map(() => Object.fromEntries(keys.map((k) => [k, {} as Record<string, ProbeValue>])));
     await Promise.all(keys.map(async (from) => {
-      const src = this.pods.get(from)!;
       const cells: { i: number; to: string; req: ProbeRequest }[] = [];
       probes.forEach((p, i) => {
         for (const to of keys) {
@@ -617,7 +645,8 @@ export class Lab {
           cells.push({ i, to, req });
         }
       });
-      const sock = join(this.dir, 'pods', `${src.namespace}.${src.name}.sock`);
+      const src = this.pods.get(from);
+      const sock = src ? join(this.dir, 'pods', `${src.namespace}.${src.name}.sock`) : this.outsideHost!.sock;
       const r = await unixRequest(sock, 'POST', '/probe', { probes: cells.map((c) => c.req) }, 60_000);
       const results = r.json.results as ProbeValue[] | undefined;
       if (r.status !== 200 || !results) throw new Error(`probing from ${from}: ${JSON.stringify(r.json)}`);
@@ -626,6 +655,9 @@ export class Lab {
     return out;
   }
 }
+
+/** The matrix name of the outside host (a host outside the cluster, on the lab bridge). */
+export const OUTSIDE_KEY = 'outside/host';
 
 /** The upstream name of the Service in front of pod `<ns>/<pod>`. */
 export function serviceNameOf(key: string): string {

@@ -6,7 +6,7 @@
  * partial result is returned. A failure before the first step (namespaces, pods) is
  * reported in the result's top-level `error`.
  */
-import type { Lab } from './lab.ts';
+import { OUTSIDE_KEY, type Lab } from './lab.ts';
 import {
   APPLY_KINDS, placePods, type ContainerPort, type KubeObject, type ProbeSpec, type Scenario, type Step,
 } from './scenario.ts';
@@ -57,15 +57,18 @@ export interface PlayHooks {
 function podsOf(lab: Lab): Record<string, PodResult> {
   const out: Record<string, PodResult> = {};
   for (const key of sortedPods(lab)) {
-    const p = lab.pods.get(key)!;
-    out[key] = { ip: p.ip, node: lab.nodes[p.node]!.name };
+    const p = lab.pods.get(key);
+    if (p) out[key] = { ip: p.ip, node: lab.nodes[p.node]!.name };
+    else if (key === OUTSIDE_KEY && lab.outsideHost) out[key] = { ip: lab.outsideHost.ip, node: 'outside' };
   }
   return out;
 }
 
 /** Pod keys in matrix order: by namespace, then name. */
 export function sortedPods(lab: Lab): string[] {
-  return [...lab.pods.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const keys = [...lab.pods.keys()];
+  if (lab.outsideHost) keys.push(OUTSIDE_KEY);
+  return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 function containerPorts(obj: KubeObject): ContainerPort[] {
@@ -81,8 +84,13 @@ function containerPorts(obj: KubeObject): ContainerPort[] {
   }));
 }
 
+/** A pod's IP for `${ip:...}` references (the outside host included). */
+function ipOf(lab: Lab, key: string): string | undefined {
+  return lab.pods.get(key)?.ip ?? (key === OUTSIDE_KEY ? lab.outsideHost?.ip : undefined);
+}
+
 async function applyObject(lab: Lab, raw: KubeObject): Promise<void> {
-  const obj = substitute(raw, (pod) => lab.pods.get(pod)?.ip);
+  const obj = substitute(raw, (pod) => ipOf(lab, pod));
   const md = obj.metadata;
   const labels = (md.labels ?? {}) as Record<string, string>;
   switch (obj.kind) {
@@ -152,7 +160,7 @@ async function playStep(lab: Lab, step: Step, result: StepResult): Promise<void>
   for (const obj of step.apply) await applyObject(lab, obj);
   const keys = sortedPods(lab);
   // Services the lab creates for `target: service` are writes too: before the barrier.
-  if (step.target === 'service') for (const k of keys) await lab.serviceIP(k);
+  if (step.target === 'service') for (const k of keys) if (k !== OUTSIDE_KEY) await lab.serviceIP(k);
   result.convergedMs = await lab.barrier();
   result.pods = podsOf(lab);
   const probes = stepProbes(step, [...lab.pods.values()].flatMap((p) => p.ports));
@@ -172,12 +180,13 @@ async function playStep(lab: Lab, step: Step, result: StepResult): Promise<void>
 
 /** Creates the scenario's namespaces, pods and services, and waits for the agents. */
 async function setUp(lab: Lab, scenario: Scenario): Promise<void> {
+  if (scenario.outside) await lab.startOutsideHost();
   for (const [ns, labels] of Object.entries(scenario.namespaces)) await lab.ensureNamespace(ns, labels);
   const placement = placePods(scenario.pods, lab.nodes.length);
   await Promise.all(scenario.pods.map((p, i) => lab.createPod({
     namespace: p.namespace, name: p.name, labels: p.labels, ports: p.ports, node: placement[i]!,
   })));
-  for (const s of scenario.services) await lab.kube.apply(substitute(s, (pod) => lab.pods.get(pod)?.ip) as KubeObject & Json);
+  for (const s of scenario.services) await lab.kube.apply(substitute(s, (pod) => ipOf(lab, pod)) as KubeObject & Json);
   await lab.barrier();
 }
 

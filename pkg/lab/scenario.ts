@@ -72,6 +72,11 @@ export interface Step {
 export interface Scenario {
   name?: string;
   nodes?: number;
+  /**
+   * Extension: also probe to and from `outside/host`, a host outside the cluster on the
+   * lab bridge (serving TCP and UDP 80 and 81), for ipBlock and world cases.
+   */
+  outside?: boolean;
   namespaces: Record<string, Record<string, string>>;
   pods: PodDecl[];
   services: KubeObject[];
@@ -289,7 +294,7 @@ function step(v: unknown, path: string, index: number): Step {
 
 /** Validates an already parsed document (YAML or JSON). */
 export function validateScenario(doc: unknown): Scenario {
-  const o = obj(doc, '', ['name', 'nodes', 'namespaces', 'pods', 'services', 'steps']);
+  const o = obj(doc, '', ['name', 'nodes', 'outside', 'namespaces', 'pods', 'services', 'steps']);
   const namespaces: Record<string, Record<string, string>> = {};
   if (o.namespaces !== undefined && o.namespaces !== null) {
     if (!isObj(o.namespaces)) throw new ScenarioError('namespaces', 'must be a mapping of name -> labels');
@@ -306,6 +311,10 @@ export function validateScenario(doc: unknown): Scenario {
   };
   if (o.name !== undefined) out.name = str(o.name, 'name');
   if (o.nodes !== undefined) out.nodes = int(o.nodes, 'nodes', 1, 16);
+  if (o.outside !== undefined) {
+    if (typeof o.outside !== 'boolean') throw new ScenarioError('outside', 'must be true or false');
+    out.outside = o.outside;
+  }
   const seen = new Set<string>();
   out.pods.forEach((p, i) => {
     const key = `${p.namespace}/${p.name}`;
@@ -313,6 +322,9 @@ export function validateScenario(doc: unknown): Scenario {
     seen.add(key);
     if (namespaces[p.namespace] === undefined) namespaces[p.namespace] = {};
   });
+  if (out.outside && seen.has('outside/host')) {
+    throw new ScenarioError('outside', 'the pod outside/host is reserved for the outside host');
+  }
   out.services.forEach((s, i) => {
     if (s.kind !== 'Service') throw new ScenarioError(at(at('services', i), 'kind'), 'must be Service');
   });

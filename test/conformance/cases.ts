@@ -308,7 +308,21 @@ const lifecycle: Case[] = [
   },
 ];
 
-export const files: { file: string; cases: Case[] }[] = [
+// With the outside host (`outside/host`, a host on the lab bridge outside the cluster).
+const world: Case[] = [
+  one('namespaceSelector {} selects every pod but not hosts outside the cluster', [np('from-all-namespaces', 'x', all, { ingress: [{ from: [{ namespaceSelector: {} }] }] })],
+    [tcp(80, reach().peer('outside', 'x', false)), udp(81, reach().peer('outside', 'x', false))]),
+  one('ingress ipBlock admits the outside host only', [np('from-outside', 'x', pod('a'), { ingress: [{ from: [{ ipBlock: { cidr: '${ip:outside/host}/32' } }] }] })],
+    [tcp(80, reach().allIngress('x/a', false).peer('outside', 'x/a', true))]),
+  one('ingress ipBlock 0.0.0.0/0 except the outside host admits pods (ipBlock matches pod IPs)', [np('world-but-outside', 'x', pod('a'), { ingress: [{ from: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['${ip:outside/host}/32'] } }] }] })],
+    [tcp(80, reach().peer('outside', 'x/a', false))]),
+  one('egress default deny blocks the outside host too', [np('deny-egress-ns-x', 'x', all, { egress: [] })],
+    [tcp(80, reach().peer('x', {}, false))]),
+  one('egress to 0.0.0.0/0 except the pod network reaches only the outside host', [np('world-not-pods', 'x', pod('a'), { egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.244.0.0/16'] } }] }] })],
+    [tcp(80, reach().allEgress('x/a', false).peer('x/a', 'outside', true))]),
+];
+
+export const files: { file: string; cases: Case[]; outside?: boolean }[] = [
   { file: 'ingress-selectors', cases: ingressSelectors },
   { file: 'ports-protocols', cases: portsProtocols },
   { file: 'egress', cases: egress },
@@ -316,4 +330,5 @@ export const files: { file: string; cases: Case[] }[] = [
   { file: 'updates', cases: updates },
   { file: 'udp', cases: udpCases },
   { file: 'lifecycle', cases: lifecycle },
+  { file: 'world', cases: world, outside: true },
 ];

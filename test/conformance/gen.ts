@@ -33,7 +33,8 @@ function podObject(p: PodName, labels: Record<string, string>): Record<string, u
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels } };
 }
 
-export function render(title: string, cases: readonly Case[], extraNamespaces: string[] = []): string {
+export function render(title: string, cases: readonly Case[], outside = false): string {
+  const modelPods: PodName[] = outside ? ['outside/host', ...MODEL_PODS] : MODEL_PODS;
   const steps: Record<string, unknown>[] = [];
   let live: { namespace: string; name: string; kind: string }[] = [];
   let relabelled = new Map<PodName, Record<string, string>>();
@@ -64,7 +65,7 @@ export function render(title: string, cases: readonly Case[], extraNamespaces: s
       }
       if (del.length) step.delete = del;
       if (apply.length) step.apply = apply;
-      const pods = s.pods ?? MODEL_PODS;
+      const pods = s.pods ?? modelPods;
       step.probes = s.checks.map((k: Check) => ({ port: k.port, protocol: k.protocol }));
       step.expect = s.checks.map((k: Check) => ({
         port: k.port, protocol: k.protocol, matrix: matrix(pods, (f, t) => k.reach.allowed(f, t)),
@@ -73,10 +74,10 @@ export function render(title: string, cases: readonly Case[], extraNamespaces: s
     });
   }
   const namespaces: Record<string, Record<string, string>> = { x: {}, y: {}, z: {} };
-  for (const ns of extraNamespaces) namespaces[ns] = {};
   const doc = {
     name: title,
     nodes: 2,
+    ...(outside ? { outside: true } : {}),
     namespaces,
     pods: MODEL_PODS.map((p) => {
       const [ns, name] = p.split('/');
@@ -90,7 +91,7 @@ export function render(title: string, cases: readonly Case[], extraNamespaces: s
 
 export function renderAll(): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const f of files) out[`${f.file}.yaml`] = render(f.file, f.cases);
+  for (const f of files) out[`${f.file}.yaml`] = render(f.file, f.cases, f.outside ?? false);
   return out;
 }
 

@@ -103,6 +103,12 @@ describe('scenario parsing', () => {
     expect(errorOf('a: [\n').message).toContain('not valid YAML');
   });
 
+  it('accepts the outside-host extension and reserves its name', () => {
+    expect(parseScenario('outside: true\n').outside).toBe(true);
+    expect(errorOf('outside: yes\n').path).toBe('outside');
+    expect(errorOf('outside: true\npods: [{namespace: outside, name: host}]\n').message).toContain('reserved');
+  });
+
   it('places pods round-robin unless a node is given', () => {
     const s = parseScenario(`pods:
   - {namespace: x, name: a}
