@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(clang llvm libbpf-dev bpftool iproute2 iptables iperf3 iputils-ping
   netcat-openbsd python3-scapy containernetworking-plugins linux-libc-dev make gcc
-  jq socat conntrack ethtool tcpdump kmod)
+  jq socat conntrack ethtool tcpdump kmod shellcheck)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
