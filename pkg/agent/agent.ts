@@ -16,6 +16,8 @@ import { StandaloneRealizer } from '../endpoint/standalone-realizer.ts';
 import { EndpointStore } from '../endpoint/store.ts';
 import type { EndpointRealizer } from '../endpoint/types.ts';
 import { Ipam } from '../ipam/ipam.ts';
+import { removeCniConf, writeCniConf } from './cniconf.ts';
+import { listenHealth, type HealthListener } from './health.ts';
 import type { AgentOptions } from './options.ts';
 import { createDatapath, loadKubernetes, type ControlPlaneHandle } from './seams.ts';
 
@@ -23,6 +25,8 @@ export interface Agent {
   manager: EndpointManager;
   ipam: Ipam;
   datapath: Datapath;
+  /** The TCP health listener's port (the chosen one when --health-port 0). */
+  healthPort: number;
   /** Completes recorded DELs now; resolves with how many were completed. */
   drainPendingDels(): Promise<number>;
   stop(): Promise<void>;
@@ -68,7 +72,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
       controlPlane = seams.controlPlane;
     } else {
       const k8s = await loadKubernetes({
-        kubeconfig: opts.kubeconfig!, nodeName: opts.nodeName, datapath, stateDir: opts.stateDir, log,
+        kubeconfig: opts.kubeconfig, nodeName: opts.nodeName, datapath, stateDir: opts.stateDir, log,
       });
       controlPlane = k8s.controlPlane;
       podCidr ??= k8s.podCidr;
@@ -116,6 +120,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   };
 
   let restored = false;
+  let cniConfWritten = false;
   // Restored endpoints are registered before the control plane starts, so that its first
   // reconcile keeps their entries (established connections never see a gap).
   const restoring = await manager.beginRestore();
@@ -129,6 +134,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   metrics.gauge('palisade_ipam_addresses_capacity', () => ipam.capacity);
   const notReadyReason = (): string | undefined => {
     if (!restored) return 'restoring endpoints';
+    if (opts.cniConfDir && !cniConfWritten) return 'CNI config not written yet';
     const cp = controlPlane?.notReadyReason();
     if (cp) return cp;
     if (ipam.used >= ipam.capacity) return `no free address in ${ipam.cidr}`;
@@ -144,6 +150,22 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
       : () => ({ identity: 256, ingressEnforced: false, egressEnforced: false, policies: [], revision: 0 }),
   });
   await listenOnSocket(app, opts.apiSocket);
+  let health: HealthListener | undefined;
+  try {
+    health = await listenHealth(app, opts.healthBindAddress, opts.healthPort);
+    // The socket serves ADDs from here on: only now may the runtime see the config.
+    if (opts.cniConfDir) {
+      const path = await writeCniConf(opts.cniConfDir, opts.apiSocket);
+      cniConfWritten = true;
+      log('info', 'wrote CNI config', { path });
+    }
+  } catch (err) {
+    await health?.close();
+    await app.close();
+    await controlPlane?.stop();
+    await datapath.close();
+    throw err;
+  }
   // A DEL recorded while we were starting (socket not yet there) is completed now.
   await drainPendingDels();
   const timer = setInterval(() => { void drainPendingDels(); }, DRAIN_INTERVAL_MS);
@@ -151,15 +173,21 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   log('info', 'agent ready', {
     node: opts.nodeName, mode: opts.mode, podCidr: ipam.cidr, socket: opts.apiSocket,
     datapath: opts.datapath, mtu, endpoints: manager.list().length,
+    health: `${opts.healthBindAddress}:${health.port}`,
   });
 
   let stopped = false;
   return {
-    manager, ipam, datapath, drainPendingDels,
+    manager, ipam, datapath, drainPendingDels, healthPort: health.port,
     async stop() {
       if (stopped) return;
       stopped = true;
       clearInterval(timer);
+      // First, so the runtime stops sending ADDs to an agent that is going away.
+      if (opts.cniConfDir && opts.removeCniConfOnShutdown) {
+        await removeCniConf(opts.cniConfDir).catch((err: Error) => log('error', err.message));
+      }
+      await health?.close();
       await app.close();
       await draining?.catch(() => undefined);
       await controlPlane?.stop();

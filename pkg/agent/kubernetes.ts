@@ -9,6 +9,7 @@ import { createKubernetesControlPlane, type KubernetesControlPlane } from '../co
 import { LinuxRouting } from '../datapath/linux/routing.ts';
 import type { LogFn } from '../endpoint/manager.ts';
 import { loadKubeConfig } from '../k8s/source.ts';
+import { loadInClusterConfig } from './incluster.ts';
 import type { Logger } from '../k8s/clock.ts';
 import type { ControlPlaneFactoryOptions, ControlPlaneHandle, KubernetesParts } from './seams.ts';
 
@@ -29,9 +30,10 @@ function logger(log: LogFn): Logger {
  * Reads spec.podCIDR (or the first IPv4 of spec.podCIDRs) of the node, polling until
  * the Node exists and has one (the node IPAM controller assigns it after registration).
  */
-export async function readNodePodCidr(kubeconfig: string, nodeName: string, log: LogFn,
+export async function readNodePodCidr(kubeconfig: string | undefined, nodeName: string, log: LogFn,
   timeoutMs = POD_CIDR_TIMEOUT_MS): Promise<string> {
-  const core = loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api);
+  const kc = kubeconfig === undefined ? loadInClusterConfig() : loadKubeConfig(kubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
   const deadline = Date.now() + timeoutMs;
   let last: string;
   for (;;) {
@@ -85,6 +87,10 @@ class Handle implements ControlPlaneHandle {
 }
 
 export async function createKubernetesParts(o: ControlPlaneFactoryOptions): Promise<KubernetesParts> {
+  // Without --kubeconfig: fail clearly now if the service-account files are absent. The
+  // control plane then loads the default rules, which in a pod (no KUBECONFIG, no
+  // ~/.kube/config) are the same in-cluster credentials.
+  if (o.kubeconfig === undefined) loadInClusterConfig();
   const podCidr = await readNodePodCidr(o.kubeconfig, o.nodeName, o.log);
   const cp = await createKubernetesControlPlane({
     kubeconfig: o.kubeconfig,

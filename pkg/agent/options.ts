@@ -1,6 +1,10 @@
 /**
- * palisade-agent's command line, validated once into AgentOptions.
+ * palisade-agent's command line, validated once into AgentOptions. `--config FILE` reads
+ * a JSON object keyed by the long flag names (the Helm chart's agent.json); a flag given
+ * on the command line overrides the file's key. Unknown keys are a UsageError naming the key.
  */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { parseCidr } from '../ipam/cidr.ts';
 
@@ -9,6 +13,7 @@ export interface AgentOptions {
   nodeName: string;
   /** Standalone: from --pod-cidr. Kubernetes: from the Node's spec.podCIDR (may be overridden). */
   podCidr?: string;
+  /** Kubernetes mode without it: the in-cluster service account. */
   kubeconfig?: string;
   stateDir: string;
   apiSocket: string;
@@ -19,12 +24,24 @@ export interface AgentOptions {
   mtu?: number;
   realizeTimeoutMs: number;
   logLevel: 'info' | 'warn' | 'error';
+  /** TCP port of the /healthz, /readyz, /metrics listener; 0 = one the kernel picks. */
+  healthPort: number;
+  healthBindAddress: string;
+  /** Where the agent writes 10-palisade.conflist once it serves ADDs; unset = never. */
+  cniConfDir?: string;
+  removeCniConfOnShutdown: boolean;
 }
+
+/** The chart's defaults (charts/palisade values healthPort, healthBindAddress). */
+export const DEFAULT_HEALTH_PORT = 9876;
+export const DEFAULT_HEALTH_BIND_ADDRESS = '127.0.0.1';
 
 export const USAGE = `usage:
   palisade-agent --standalone --node-name N --pod-cidr CIDR [options]
   palisade-agent --kubeconfig K --node-name N [options]
+  palisade-agent --node-name N [options]     (in-cluster service account)
 options:
+  --config FILE          JSON object keyed by these long flag names; flags override it
   --state-dir D          persisted IPAM and endpoint state (default /var/lib/palisade)
   --api-socket S         agent API socket (default /var/run/palisade/cni.sock)
   --pending-del-dir D    DELs the shim recorded while the agent was down
@@ -34,7 +51,13 @@ options:
   --realize-timeout-ms N how long CNI ADD waits for the endpoint's policy (default 60000)
   --datapath linux|memory|none
                          linux (default) loads and enforces; memory and none are for tests
-  --log-level info|warn|error`;
+  --log-level info|warn|error
+  --health-port N        TCP port for /healthz, /readyz, /metrics (default 9876)
+  --health-bind-address A
+                         address of that listener (default 127.0.0.1)
+  --cni-conf-dir D       write D/10-palisade.conflist once CNI ADDs can be served
+  --remove-cni-conf-on-shutdown
+                         remove that file on SIGTERM/SIGINT`;
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -50,35 +73,94 @@ function int(v: string | undefined, name: string, min: number, max: number): num
   return n;
 }
 
-export function parseAgentArgs(argv: string[]): AgentOptions {
-  let values;
+const OPTIONS = {
+  config: { type: 'string' },
+  standalone: { type: 'boolean' },
+  kubeconfig: { type: 'string' },
+  'node-name': { type: 'string' },
+  'pod-cidr': { type: 'string' },
+  'state-dir': { type: 'string' },
+  'api-socket': { type: 'string' },
+  'pending-del-dir': { type: 'string' },
+  'bpffs-root': { type: 'string' },
+  datapath: { type: 'string' },
+  mtu: { type: 'string' },
+  'realize-timeout-ms': { type: 'string' },
+  'log-level': { type: 'string' },
+  'health-port': { type: 'string' },
+  'health-bind-address': { type: 'string' },
+  'cni-conf-dir': { type: 'string' },
+  'remove-cni-conf-on-shutdown': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Values = Partial<Record<keyof typeof OPTIONS, string | boolean>>;
+
+/**
+ * The config file's keys as option values. Strings and numbers are accepted for valued
+ * options (JSON has `"mtu": 1400`), booleans only for switches; `config` and `help`
+ * cannot be set from the file.
+ */
+export function readAgentConfig(file: string): Values {
+  let raw: unknown;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        standalone: { type: 'boolean' },
-        kubeconfig: { type: 'string' },
-        'node-name': { type: 'string' },
-        'pod-cidr': { type: 'string' },
-        'state-dir': { type: 'string' },
-        'api-socket': { type: 'string' },
-        'pending-del-dir': { type: 'string' },
-        'bpffs-root': { type: 'string' },
-        datapath: { type: 'string' },
-        mtu: { type: 'string' },
-        'realize-timeout-ms': { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--config ${file}: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new UsageError(`--config ${file}: not a JSON object`);
+  }
+  const out: Values = {};
+  for (const [key, v] of Object.entries(raw)) {
+    if (!Object.hasOwn(OPTIONS, key) || key === 'config' || key === 'help') {
+      throw new UsageError(`--config ${file}: unknown key '${key}'`);
+    }
+    const k = key as keyof typeof OPTIONS;
+    if (OPTIONS[k].type === 'boolean') {
+      if (typeof v !== 'boolean') throw new UsageError(`--config ${file}: '${key}' must be true or false`);
+      out[k] = v;
+    } else {
+      if (typeof v !== 'string' && typeof v !== 'number') {
+        throw new UsageError(`--config ${file}: '${key}' must be a string or a number`);
+      }
+      out[k] = String(v);
+    }
+  }
+  return out;
+}
+
+export function parseAgentArgs(argv: string[]): AgentOptions {
+  let cli: Values;
+  try {
+    ({ values: cli } = parseArgs({ args: argv, strict: true, options: OPTIONS }));
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (values.help) throw new UsageError('help');
+  if (cli.help) throw new UsageError('help');
+  const fromFile = typeof cli.config === 'string' ? readAgentConfig(cli.config) : {};
+  const merged = { ...fromFile, ...cli };
+  const str = (k: keyof typeof OPTIONS): string | undefined => merged[k] as string | undefined;
+  const values = {
+    standalone: merged.standalone === true,
+    kubeconfig: str('kubeconfig'),
+    'node-name': str('node-name'),
+    'pod-cidr': str('pod-cidr'),
+    'state-dir': str('state-dir'),
+    'api-socket': str('api-socket'),
+    'pending-del-dir': str('pending-del-dir'),
+    'bpffs-root': str('bpffs-root'),
+    datapath: str('datapath'),
+    mtu: str('mtu'),
+    'realize-timeout-ms': str('realize-timeout-ms'),
+    'log-level': str('log-level'),
+    'health-port': str('health-port'),
+    'health-bind-address': str('health-bind-address'),
+    'cni-conf-dir': str('cni-conf-dir'),
+    'remove-cni-conf-on-shutdown': merged['remove-cni-conf-on-shutdown'] === true,
+  };
   const mode = values.standalone ? 'standalone' : 'kubernetes';
   if (values.standalone && values.kubeconfig) throw new UsageError('--standalone and --kubeconfig exclude each other');
-  if (!values.standalone && !values.kubeconfig) throw new UsageError('one of --standalone or --kubeconfig is required');
   const nodeName = values['node-name'];
   if (!nodeName) throw new UsageError('--node-name is required');
   if (mode === 'standalone' && !values['pod-cidr']) throw new UsageError('--pod-cidr is required with --standalone');
@@ -99,8 +181,14 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
   }
   const apiSocket = values['api-socket'] ?? '/var/run/palisade/cni.sock';
   for (const [k, v] of [['--state-dir', values['state-dir']], ['--api-socket', apiSocket],
-    ['--pending-del-dir', values['pending-del-dir']], ['--bpffs-root', values['bpffs-root']]] as const) {
+    ['--pending-del-dir', values['pending-del-dir']], ['--bpffs-root', values['bpffs-root']],
+    ['--cni-conf-dir', values['cni-conf-dir']]] as const) {
     if (v !== undefined && !v.startsWith('/')) throw new UsageError(`${k} must be an absolute path`);
+  }
+  const healthBindAddress = values['health-bind-address'] ?? DEFAULT_HEALTH_BIND_ADDRESS;
+  if (!isIP(healthBindAddress)) throw new UsageError('--health-bind-address must be an IP address');
+  if (values['remove-cni-conf-on-shutdown'] && !values['cni-conf-dir']) {
+    throw new UsageError('--remove-cni-conf-on-shutdown needs --cni-conf-dir');
   }
   return {
     mode,
@@ -115,5 +203,9 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     mtu: int(values.mtu, '--mtu', 68, 65535),
     realizeTimeoutMs: int(values['realize-timeout-ms'], '--realize-timeout-ms', 1, 3_600_000) ?? 60_000,
     logLevel,
+    healthPort: int(values['health-port'], '--health-port', 0, 65535) ?? DEFAULT_HEALTH_PORT,
+    healthBindAddress,
+    cniConfDir: values['cni-conf-dir'],
+    removeCniConfOnShutdown: values['remove-cni-conf-on-shutdown'],
   };
 }

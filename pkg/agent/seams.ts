@@ -24,7 +24,8 @@ export interface ControlPlaneHandle extends EndpointRealizer {
 }
 
 export interface ControlPlaneFactoryOptions {
-  kubeconfig: string;
+  /** Undefined: the in-cluster service account. */
+  kubeconfig?: string;
   nodeName: string;
   datapath: Datapath;
   stateDir: string;

@@ -16,8 +16,14 @@ describe('palisade-agent options', () => {
   it('kubernetes mode needs no pod CIDR', () => {
     expect(parseAgentArgs(['--kubeconfig', '/k', '--node-name', 'n'])).toMatchObject({ mode: 'kubernetes', kubeconfig: '/k' });
   });
+  it('neither --standalone nor --kubeconfig is kubernetes mode with in-cluster credentials', () => {
+    const o = parseAgentArgs(['--node-name', 'n']);
+    expect(o).toMatchObject({ mode: 'kubernetes', healthPort: 9876, healthBindAddress: '127.0.0.1',
+      removeCniConfOnShutdown: false });
+    expect(o.kubeconfig).toBeUndefined();
+    expect(o.cniConfDir).toBeUndefined();
+  });
   for (const [name, argv, msg] of [
-    ['neither mode', ['--node-name', 'n'], /one of --standalone or --kubeconfig/],
     ['both modes', ['--standalone', '--kubeconfig', '/k', '--node-name', 'n'], /exclude each other/],
     ['no node name', ['--standalone', '--pod-cidr', '10.1.0.0/24'], /--node-name is required/],
     ['standalone without CIDR', ['--standalone', '--node-name', 'n'], /--pod-cidr is required/],
