@@ -3,9 +3,8 @@
  * subscribed iterator gets every record read after it subscribed. The queue is consumed
  * destructively, so there must be one hub per queue (one agent per bpffs root).
  */
+import { Fanout } from '../fanout.ts';
 import type { FlowEvent } from '../types.ts';
-
-type Subscriber = (e: FlowEvent | null) => void;
 
 export interface EventSource {
   /** Pops one record, or undefined when the queue is empty. */
@@ -18,7 +17,7 @@ const MAX_BUFFERED = 65536;
 const MAX_PER_POLL = 4096;
 
 export class EventHub {
-  private readonly subscribers = new Set<Subscriber>();
+  private readonly fanout = new Fanout<FlowEvent>(MAX_BUFFERED);
   private readonly ready: () => Promise<EventSource>;
   private readonly pollMs: number;
   private readonly onError: (err: Error) => void;
@@ -36,49 +35,23 @@ export class EventHub {
   }
 
   subscribe(): AsyncIterator<FlowEvent> {
-    const buffered: FlowEvent[] = [];
-    let wake: (() => void) | undefined;
-    let done = this.closed;
-    const sub: Subscriber = (e) => {
-      if (e === null) done = true;
-      else if (buffered.length < MAX_BUFFERED) buffered.push(e);
-      wake?.();
-    };
-    this.subscribers.add(sub);
+    const it = this.fanout.subscribe(() => { if (this.fanout.size === 0) this.stop(); });
     void this.ready().then((src) => this.start(src), (err: unknown) => {
       this.onError(err as Error);
-      sub(null);
+      this.fanout.end();
     });
-    const finish = (): IteratorResult<FlowEvent> => {
-      this.subscribers.delete(sub);
-      if (this.subscribers.size === 0) this.stop();
-      done = true;
-      return { value: undefined, done: true };
-    };
-    return {
-      next: async () => {
-        for (;;) {
-          const e = buffered.shift();
-          if (e) return { value: e, done: false };
-          if (done) return finish();
-          await new Promise<void>((r) => { wake = r; });
-          wake = undefined;
-        }
-      },
-      return: async () => finish(),
-    };
+    return it;
   }
 
   /** Ends every iterator and stops polling. */
   close(): void {
     this.closed = true;
     this.stop();
-    for (const s of [...this.subscribers]) s(null);
-    this.subscribers.clear();
+    this.fanout.end(true);
   }
 
   private start(src: EventSource): void {
-    if (this.poller || this.closed || this.subscribers.size === 0) return;
+    if (this.poller || this.closed || this.fanout.size === 0) return;
     this.poller = setInterval(() => this.drain(src), this.pollMs);
   }
 
@@ -97,7 +70,7 @@ export class EventHub {
         return;
       }
       if (!e) return;
-      for (const s of this.subscribers) s(e);
+      this.fanout.publish(e);
     }
   }
 }

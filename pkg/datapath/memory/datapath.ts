@@ -11,6 +11,7 @@ import {
   rangeToPrefixes, POLICY_PREFIX_FIXED, POLICY_PREFIX_PROTO,
 } from '../codec.ts';
 import { entryKey } from '../diff.ts';
+import { Fanout } from '../fanout.ts';
 import {
   PROTO_ANY, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
   type CidrEntry, type Datapath, type DatapathChange, type DatapathCounters, type DatapathState,
@@ -126,8 +127,7 @@ export class MemoryDatapath implements Datapath {
   readonly conntrack = new Map<string, CtValue>();
   private readonly frags = new Set<string>();
   private initialized = false;
-  private closed = false;
-  private readonly subscribers = new Set<(e: FlowEvent | null) => void>();
+  private readonly fanout = new Fanout<FlowEvent>();
   private readonly count: DatapathCounters = {
     allowed: { ingress: 0, egress: 0 }, dropped: { ingress: {}, egress: {} },
   };
@@ -184,36 +184,7 @@ export class MemoryDatapath implements Datapath {
   }
 
   events(): AsyncIterable<FlowEvent> {
-    return { [Symbol.asyncIterator]: () => this.subscribe() };
-  }
-
-  private subscribe(): AsyncIterator<FlowEvent> {
-    const buffered: FlowEvent[] = [];
-    let wake: (() => void) | undefined;
-    let done = this.closed;
-    const sub = (e: FlowEvent | null) => {
-      if (e === null) done = true;
-      else buffered.push(e);
-      wake?.();
-    };
-    this.subscribers.add(sub);
-    const finish = (): IteratorResult<FlowEvent> => {
-      this.subscribers.delete(sub);
-      done = true;
-      return { value: undefined, done: true };
-    };
-    return {
-      next: async () => {
-        for (;;) {
-          const e = buffered.shift();
-          if (e) return { value: e, done: false };
-          if (done) return finish();
-          await new Promise<void>((r) => { wake = r; });
-          wake = undefined;
-        }
-      },
-      return: async () => finish(),
-    };
+    return { [Symbol.asyncIterator]: () => this.fanout.subscribe() };
   }
 
   async counters(): Promise<DatapathCounters> {
@@ -221,9 +192,7 @@ export class MemoryDatapath implements Datapath {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    for (const s of [...this.subscribers]) s(null);
-    this.subscribers.clear();
+    this.fanout.end(true);
   }
 
   // ---- the per-packet algorithm ------------------------------------------------------------
@@ -401,12 +370,12 @@ export class MemoryDatapath implements Datapath {
 
   private emit(ep: number, p: Packet, t: Tuple, peer: number, ruleId: number,
     verdict: FlowEvent['verdict'], reason: DropReason | undefined, now: number): void {
-    if (this.subscribers.size === 0) return;
+    if (this.fanout.size === 0) return;
     const e: FlowEvent = {
       time: now, verdict, direction: p.direction, endpointId: ep, srcIp: t.srcIp, dstIp: t.dstIp,
       srcPort: t.srcPort ?? 0, dstPort: t.dstPort ?? 0, protocol: t.protocol, peerIdentity: peer, ruleId,
     };
     if (reason) e.reason = reason;
-    for (const s of this.subscribers) s(e);
+    this.fanout.publish(e);
   }
 }
