@@ -26,21 +26,32 @@ static __always_inline int drop(__u32 ep, __u8 dir, const struct packet *p, __u3
 	return TC_ACT_SHOT;
 }
 
+/*
+ * Fills the key that ties later fragments of one datagram to its first fragment. Zeroes
+ * it first: padding is part of a map key.
+ */
+static __always_inline void frag_key_fill(struct frag_key *k, __u32 ep, __u8 dir,
+					  const struct packet *p)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->endpointId = ep;
+	k->saddr = p->t.saddr;
+	k->daddr = p->t.daddr;
+	k->id = p->ipId;
+	k->direction = dir;
+	k->protocol = p->t.protocol;
+}
+
 /* Lets a later fragment of this datagram follow the verdict of its first fragment. */
 static __always_inline void frag_remember(__u32 ep, __u8 dir, const struct packet *p,
 					  __u32 ruleId)
 {
-	struct frag_key k = {};
+	struct frag_key k;
 	struct frag_value v = {};
 
 	if (p->frag != FRAG_FIRST)
 		return;
-	k.endpointId = ep;
-	k.saddr = p->t.saddr;
-	k.daddr = p->t.daddr;
-	k.id = p->ipId;
-	k.direction = dir;
-	k.protocol = p->t.protocol;
+	frag_key_fill(&k, ep, dir, p);
 	v.sport = p->t.sport;
 	v.dport = p->t.dport;
 	v.ruleId = ruleId;
@@ -49,14 +60,9 @@ static __always_inline void frag_remember(__u32 ep, __u8 dir, const struct packe
 
 static __always_inline struct frag_value *frag_find(__u32 ep, __u8 dir, const struct packet *p)
 {
-	struct frag_key k = {};
+	struct frag_key k;
 
-	k.endpointId = ep;
-	k.saddr = p->t.saddr;
-	k.daddr = p->t.daddr;
-	k.id = p->ipId;
-	k.direction = dir;
-	k.protocol = p->t.protocol;
+	frag_key_fill(&k, ep, dir, p);
 	return bpf_map_lookup_elem(&pal_fragments, &k);
 }
 
