@@ -40,7 +40,7 @@ export interface AgentSeams {
   log?: LogFn;
 }
 
-const LEVELS = { info: 0, warn: 1, error: 2 } as const;
+const LEVELS = { debug: -1, info: 0, warn: 1, error: 2 } as const;
 
 /** JSON lines on stderr (stdout stays clean for tools that wrap the agent). */
 export function stderrLogger(min: AgentOptions['logLevel']): LogFn {

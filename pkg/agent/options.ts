@@ -23,7 +23,7 @@ export interface AgentOptions {
   datapath: 'linux' | 'memory' | 'none';
   mtu?: number;
   realizeTimeoutMs: number;
-  logLevel: 'info' | 'warn' | 'error';
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** TCP port of the /healthz, /readyz, /metrics listener; 0 = one the kernel picks. */
   healthPort: number;
   healthBindAddress: string;
@@ -51,7 +51,7 @@ options:
   --realize-timeout-ms N how long CNI ADD waits for the endpoint's policy (default 60000)
   --datapath linux|memory|none
                          linux (default) loads and enforces; memory and none are for tests
-  --log-level info|warn|error
+  --log-level debug|info|warn|error
   --health-port N        TCP port for /healthz, /readyz, /metrics (default 9876)
   --health-bind-address A
                          address of that listener (default 127.0.0.1)
@@ -176,8 +176,8 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     throw new UsageError('--datapath must be linux, memory or none');
   }
   const logLevel = values['log-level'] ?? 'info';
-  if (logLevel !== 'info' && logLevel !== 'warn' && logLevel !== 'error') {
-    throw new UsageError('--log-level must be info, warn or error');
+  if (logLevel !== 'debug' && logLevel !== 'info' && logLevel !== 'warn' && logLevel !== 'error') {
+    throw new UsageError('--log-level must be debug, info, warn or error');
   }
   const apiSocket = values['api-socket'] ?? '/var/run/palisade/cni.sock';
   for (const [k, v] of [['--state-dir', values['state-dir']], ['--api-socket', apiSocket],
