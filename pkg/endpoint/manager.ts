@@ -22,7 +22,21 @@ import type { PodLinkSpec, PodNetwork } from './podnet.ts';
 import { attachmentKey, type EndpointRecord, type EndpointStore } from './store.ts';
 import type { EndpointRealizer, LocalEndpoint } from './types.ts';
 
-export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+/** `debug` carries per-phase timings of ADD/DEL (dropped unless --log-level debug). */
+export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+/** Milliseconds per named phase of one operation, for the debug log. */
+class PhaseTimer {
+  private t = performance.now();
+  readonly phases: Record<string, number> = {};
+
+  /** Records the time since the previous mark under `name`. */
+  mark(name: string): void {
+    const now = performance.now();
+    this.phases[name] = +(now - this.t).toFixed(2);
+    this.t = now;
+  }
+}
 
 export interface AddRequest {
   containerId: string;
@@ -94,7 +108,7 @@ export class EndpointManager {
     this.netnsExists = opts.netnsExists ?? pathExists;
   }
 
-  private log(level: 'info' | 'warn' | 'error', m: string, fields?: Record<string, unknown>): void {
+  private log(level: 'debug' | 'info' | 'warn' | 'error', m: string, fields?: Record<string, unknown>): void {
     this.o.log?.(level, m, fields);
   }
 
@@ -137,6 +151,7 @@ export class EndpointManager {
   }
 
   private async addLocked(req: AddRequest): Promise<EndpointRecord> {
+    const timer = new PhaseTimer();
     const existing = this.o.store.get(req.containerId, req.ifName);
     if (existing) {
       if (existing.state === 'ready') {
@@ -152,6 +167,7 @@ export class EndpointManager {
     }
     const undo: { what: string; run: () => Promise<unknown> }[] = [];
     let idToFree: number | undefined;
+    timer.mark('precheck');
     try {
       let ip: string;
       try {
@@ -163,6 +179,7 @@ export class EndpointManager {
         throw new EndpointError('PAL_INTERNAL', 'allocating an address', msg(err), { cause: err });
       }
       undo.push({ what: 'releasing the address', run: () => this.o.ipam.release(req.containerId, req.ifName) });
+      timer.mark('ipam');
       const endpointId = this.allocateId();
       idToFree = endpointId;
       const macs = vethMacs(req.containerId, req.ifName);
@@ -180,6 +197,7 @@ export class EndpointManager {
         throw new EndpointError('PAL_INTERNAL', 'recording the endpoint', msg(err), { cause: err });
       }
       undo.push({ what: 'removing the record', run: () => this.o.store.remove(req.containerId, req.ifName) });
+      timer.mark('recordCreating');
       // Programs are attached while the pod's side is configured; detach is idempotent
       // and succeeds for a link that is gone, so it is on the undo list from here on.
       let attachedIfindex = 0;
@@ -187,12 +205,17 @@ export class EndpointManager {
       let info;
       try {
         info = await this.o.podnet.setup(this.spec(record), {
+          phases: timer.phases,
           onHostLink: async (ifindex) => {
             attachedIfindex = ifindex;
+            const t0 = performance.now();
             try {
               await this.o.datapath.attach(ifindex);
             } catch (err) {
               throw new EndpointError('PAL_DATAPATH', `attaching programs to ${record.hostIfName}`, msg(err), { cause: err });
+            } finally {
+              // Overlaps the pod side of podnet; reported apart from the phase sequence.
+              timer.phases.attachOverlapped = +(performance.now() - t0).toFixed(2);
             }
           },
         });
@@ -201,6 +224,7 @@ export class EndpointManager {
         throw new EndpointError('PAL_INTERFACE', 'setting up the pod interface', msg(err), { cause: err });
       }
       undo.push({ what: 'deleting the veth', run: () => this.o.podnet.teardown(record.hostIfName) });
+      timer.mark('interface');
       record.ifindex = info.hostIfindex;
       const ep = this.toLocalEndpoint(record);
       const realized = this.o.realizer.upsertEndpoint(ep);
@@ -219,12 +243,15 @@ export class EndpointManager {
         }
         throw new EndpointError('PAL_DATAPATH', 'registering the endpoint', msg(err), { cause: err });
       }
+      timer.mark('realize');
       record.state = 'ready';
       try {
         await this.o.store.save(record);
       } catch (err) {
         throw new EndpointError('PAL_INTERNAL', 'recording the endpoint', msg(err), { cause: err });
       }
+      timer.mark('recordReady');
+      this.log('debug', 'endpoint add timings (ms)', { containerId: req.containerId, ...timer.phases });
       this.log('info', 'endpoint added', {
         containerId: req.containerId, ifName: req.ifName, endpointId, ip, hostIfName: record.hostIfName,
         ifindex: record.ifindex,
@@ -251,6 +278,7 @@ export class EndpointManager {
   }
 
   private async removeLocked(containerId: string, ifName: string): Promise<void> {
+    const timer = new PhaseTimer();
     const rec = this.o.store.get(containerId, ifName);
     const name = rec?.hostIfName ?? hostIfName(containerId, ifName);
     try {
@@ -258,13 +286,20 @@ export class EndpointManager {
     } catch (err) {
       throw new EndpointError('PAL_DATAPATH', 'removing the endpoint entries', msg(err), { cause: err });
     }
+    timer.mark('unrealize');
     // Deleting the veth takes an RCU grace period (~20 ms); the datapath's detach (which
     // forgets its pinned attachments of the ifindex, and succeeds once the link is gone)
     // runs meanwhile.
+    const t0 = performance.now();
     const [detached, deleted] = await Promise.allSettled([
-      rec?.ifindex ? this.o.datapath.detach(rec.ifindex) : Promise.resolve(),
+      rec?.ifindex
+        ? this.o.datapath.detach(rec.ifindex).finally(() => {
+          timer.phases.detachOverlapped = +(performance.now() - t0).toFixed(2);
+        })
+        : Promise.resolve(),
       this.o.podnet.teardown(name),
     ]);
+    timer.mark('interface');
     if (deleted.status === 'rejected') {
       throw new EndpointError('PAL_INTERFACE', `deleting veth ${name}`, msg(deleted.reason), { cause: deleted.reason });
     }
@@ -283,6 +318,8 @@ export class EndpointManager {
     } catch (err) {
       throw new EndpointError('PAL_INTERNAL', 'releasing the address', msg(err), { cause: err });
     }
+    timer.mark('release');
+    this.log('debug', 'endpoint del timings (ms)', { containerId, ifName, ...timer.phases });
     if (rec) this.log('info', 'endpoint removed', { containerId, ifName, endpointId: rec.endpointId, ip: rec.ipv4 });
   }
 

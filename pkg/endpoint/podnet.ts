@@ -43,6 +43,8 @@ export interface PodSetupOptions {
    * with that same error (not a PodNetworkError).
    */
   onHostLink?: (hostIfindex: number) => Promise<void>;
+  /** When given, setup adds its own phase durations (ms) here, for the debug log. */
+  phases?: Record<string, number>;
 }
 
 export interface PodNetwork {

@@ -30,8 +30,19 @@ interface IpNeigh {
   state?: string[];
 }
 
+/** Resolves like `p`, reporting how long it took. */
+async function timed<T>(p: Promise<T>, report: (ms: number) => void): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await p;
+  } finally {
+    report(+(performance.now() - t0).toFixed(2));
+  }
+}
+
 export class LinuxPodNetwork implements PodNetwork {
   async setup(s: PodLinkSpec, opts: PodSetupOptions = {}): Promise<PodLinkInfo> {
+    const t0 = performance.now();
     let info = await this.setupHost(s);
     if (info === 'exists') {
       // A host veth of this attachment survived a crash between create and record:
@@ -41,8 +52,10 @@ export class LinuxPodNetwork implements PodNetwork {
       if (info === 'exists') throw new PodNetworkError(`creating veth ${s.hostIfName}: name still in use`);
     }
     const hook = opts.onHostLink?.(info.hostIfindex);
+    const t1 = performance.now();
+    if (opts.phases) opts.phases.hostSide = +(t1 - t0).toFixed(2);
     const [pod, hooked] = await Promise.allSettled([
-      ipBatch([
+      timed(ipBatch([
         'link set lo up',
         `link set ${s.podIfName} up`,
         `addr add ${s.ipv4}/32 dev ${s.podIfName}`,
@@ -51,7 +64,7 @@ export class LinuxPodNetwork implements PodNetwork {
         `route add ${s.gateway} dev ${s.podIfName} scope link`,
         `route add default via ${s.gateway} dev ${s.podIfName}`,
         `neigh replace ${s.gateway} lladdr ${s.hostMac} dev ${s.podIfName} nud permanent`,
-      ], { netns: s.netns }),
+      ], { netns: s.netns }), (ms) => { if (opts.phases) opts.phases.podSideOverlapped = ms; }),
       hook ?? Promise.resolve(),
     ]);
     if (hooked.status === 'rejected') {
