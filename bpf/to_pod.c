@@ -4,11 +4,13 @@
  * ingress policy. See docs/datapath.md.
  */
 #include "lib/verdict.h"
+#include "lib/service.h"
 
 SEC("tc")
 int to_pod(struct __sk_buff *skb)
 {
-	return palisade_verdict(skb, DIR_INGRESS);
+	/* Replies of translated flows get their ClusterIP back after the verdict. */
+	return svc_reverse(skb, palisade_verdict(skb, DIR_INGRESS));
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,661 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ClusterIP Services, translated on the pod's veth before its egress verdict, so that
+ * egress policy judges the real backend (pod IP and targetPort), and reversed on replies
+ * so that the client sees the ClusterIP throughout. See docs/services.md.
+ *
+ *   from_pod: svc_translate()  ->  palisade_verdict(EGRESS)  ->  svc_egress_done()
+ *   to_pod:   palisade_verdict(INGRESS)  ->  svc_reverse()
+ *
+ * The layouts below are owned here and mirrored by pkg/datapath/service-codec.ts; the
+ * drift test (test/unit/service/service-codec-drift.test.ts) compiles this header on the
+ * host. The maps are this header's own (pinned by name beside the others): struct
+ * ct_value is not touched, the translation lives in its own NAT table.
+ *
+ * Frontends (ClusterIP, port, protocol) are one hash map in Cilium's "slot" shape: slot 0
+ * holds the frontend (backend count, service id, affinity), slots 1..count the backend
+ * ids in a stable order. A flow picks slot 1 + hash(flow) % count, so one lookup chooses
+ * a backend with no loop. Backend ids are never reused by the agent while it runs (see
+ * pkg/datapath/service-codec.ts), so a stale id (affinity) misses instead of naming
+ * another backend.
+ */
+#ifndef PALISADE_SERVICE_H
+#define PALISADE_SERVICE_H
+
+#include <linux/bpf.h>
+#include "maps.h"
+
+#define PAL_SVC_FRONTENDS_MAX 65536  /* frontend slots: one per frontend + one per backend */
+#define PAL_SVC_BACKENDS_MAX  65536
+#define PAL_SVC_NAT_MAX       262144 /* two entries per flow: forward and reverse */
+#define PAL_SVC_AFFINITY_MAX  65536
+#define SVC_BACKENDS_PER_FRONTEND_MAX 4096
+
+/* svc_value.flags */
+#define SVC_F_AFFINITY 1 /* sessionAffinity ClientIP: affinityTimeout seconds */
+
+/* svc_nat_value.flags */
+#define SVC_NAT_REVERSE 1 /* a reverse entry (key = the reply's tuple) */
+#define SVC_NAT_HAIRPIN 2 /* client == backend: source rewritten to SVC_HAIRPIN_IPV4 */
+#define SVC_NAT_CLOSING 4 /* a FIN or RST was seen: short lifetime */
+
+/*
+ * Source address of hairpin flows (a pod reaching itself through its Service), as the pod
+ * sees it: 169.254.42.1. Without a source rewrite the pod would answer itself over its
+ * loopback and the client socket (connected to the ClusterIP) would never see the reply;
+ * kube-proxy masquerades for the same reason. Link-local, so never a pod or node.
+ */
+#define SVC_HAIRPIN_IPV4_HOST 0xa9fe2a01
+
+/* pal_svc_counters slots. */
+#define SVC_CNT_TRANSLATED 0 /* forward packets translated (hairpin included) */
+#define SVC_CNT_NEW_FLOWS  1 /* backend selections recorded (new translated flows) */
+#define SVC_CNT_REVERSED   2 /* reply packets translated back to the ClusterIP */
+#define SVC_CNT_NO_BACKEND 3 /* packets to a frontend without ready backends (rejected) */
+#define SVC_CNT_HAIRPIN    4 /* hairpin packets (both legs) */
+#define SVC_CNT_ERRORS     5 /* rewrites that failed (packet dropped) */
+#define SVC_COUNTERS_MAX   6
+
+struct svc_key {
+	__be32 addr;    /* ClusterIP */
+	__be16 port;    /* Service port */
+	__u8 protocol;
+	__u8 pad;
+	__u16 slot;     /* 0 = the frontend, 1..count = its backends */
+	__u16 pad2;
+};
+
+struct svc_value {
+	__u32 backendId;       /* slot > 0 */
+	__u32 serviceId;       /* slot 0: the affinity table's key */
+	__u32 affinityTimeout; /* slot 0: seconds, with SVC_F_AFFINITY */
+	__u16 count;           /* slot 0: number of backends (0 = reject) */
+	__u16 flags;           /* slot 0: SVC_F_* */
+};
+
+struct svc_backend {
+	__be32 addr;
+	__be16 port;
+	__u8 protocol;
+	__u8 pad;
+};
+
+/* A tuple as the packet carries it: the forward entry's key is the client's original
+ * packet, the reverse entry's key is the backend's reply. */
+struct svc_nat_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 pad[3];
+};
+
+/* Forward: where the flow goes (backend). Reverse: what the reply's source becomes
+ * (ClusterIP and Service port). */
+struct svc_nat_value {
+	__u64 lastSeen; /* bpf_ktime_get_coarse_ns() */
+	__be32 addr;
+	__be16 port;
+	__u8 flags;     /* SVC_NAT_* */
+	__u8 pad;
+};
+
+struct svc_affinity_key {
+	__u32 serviceId;
+	__be32 client;
+};
+
+struct svc_affinity_value {
+	__u64 lastUsed;
+	__u32 backendId;
+	__u32 pad;
+};
+
+_Static_assert(sizeof(struct svc_key) == 12, "svc_key size");
+_Static_assert(__builtin_offsetof(struct svc_key, slot) == 8, "svc_key.slot");
+_Static_assert(sizeof(struct svc_value) == 16, "svc_value size");
+_Static_assert(sizeof(struct svc_backend) == 8, "svc_backend size");
+_Static_assert(sizeof(struct svc_nat_key) == 16, "svc_nat_key size");
+_Static_assert(sizeof(struct svc_nat_value) == 16, "svc_nat_value size");
+_Static_assert(sizeof(struct svc_affinity_key) == 8, "svc_affinity_key size");
+_Static_assert(sizeof(struct svc_affinity_value) == 16, "svc_affinity_value size");
+
+#ifdef __BPF__
+
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "parse.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct svc_key);
+	__type(value, struct svc_value);
+	__uint(max_entries, PAL_SVC_FRONTENDS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_svc_frontends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct svc_backend);
+	__uint(max_entries, PAL_SVC_BACKENDS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_svc_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct svc_nat_key);
+	__type(value, struct svc_nat_value);
+	__uint(max_entries, PAL_SVC_NAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_svc_nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct svc_affinity_key);
+	__type(value, struct svc_affinity_value);
+	__uint(max_entries, PAL_SVC_AFFINITY_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_svc_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, SVC_COUNTERS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_svc_counters SEC(".maps");
+
+#define SVC_NSEC 1000000000ULL
+#define SVC_LIFETIME_TCP     (6ULL * 3600 * SVC_NSEC) /* as conntrack.h */
+#define SVC_LIFETIME_CLOSING (10ULL * SVC_NSEC)
+#define SVC_LIFETIME_UDP     (120ULL * SVC_NSEC)
+#define SVC_REFRESH          (1ULL * SVC_NSEC)
+
+/* svc_translate()'s "go on with the verdict"; every other return is a tc action. */
+#define SVC_CONTINUE (-128)
+
+#define SVC_IP_OFF      ETH_HLEN_
+#define SVC_IP_CSUM_OFF (ETH_HLEN_ + 10)
+#define SVC_IP_SRC_OFF  (ETH_HLEN_ + 12)
+#define SVC_IP_DST_OFF  (ETH_HLEN_ + 16)
+#define SVC_TCP_SYN 0x02
+#define SVC_TCP_ACK 0x10
+
+/* The fields translation needs, from a light parse of its own (verdict.h parses again:
+ * it must judge the translated packet). */
+struct svc_pkt {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 tcpFlags;
+	__u16 l4off;
+};
+
+/* What svc_translate() did, for svc_egress_done(). */
+struct svc_state {
+	struct svc_nat_key orig; /* the client's packet as it was */
+	__be32 backendAddr;
+	__be16 backendPort;
+	__u8 active;             /* the packet was translated */
+	__u8 record;             /* SVC_RECORD_*: write the NAT entries after the verdict */
+	__u8 flags;              /* SVC_NAT_HAIRPIN */
+	__u8 closing;            /* SVC_NAT_CLOSING when the packet closes the flow */
+};
+
+#define SVC_RECORD_NONE    0
+#define SVC_RECORD_REFRESH 1 /* a known flow, entries refreshed */
+#define SVC_RECORD_NEW     2 /* a new backend selection */
+
+static __always_inline void svc_count(__u32 slot)
+{
+	__u64 *c = bpf_map_lookup_elem(&pal_svc_counters, &slot);
+
+	if (c)
+		*c += 1;
+}
+
+/* Returns 1 with `s` filled for a first fragment or whole IPv4 TCP/UDP/SCTP packet. */
+static __always_inline int svc_parse(struct __sk_buff *skb, struct svc_pkt *s)
+{
+	struct {
+		struct pal_ethhdr eth;
+		struct pal_iphdr ip;
+	} __attribute__((packed)) h;
+	__u8 b[14];
+	__u32 ihl;
+
+	if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)) < 0 ||
+	    h.eth.proto != bpf_htons(ETH_P_IP_) || (h.ip.verIhl >> 4) != 4)
+		return 0;
+	/* Later fragments carry no ports: they are not translated (docs/services.md). */
+	if (h.ip.fragOff & bpf_htons(IP_OFFSET))
+		return 0;
+	if (h.ip.protocol != PROTO_TCP && h.ip.protocol != PROTO_UDP &&
+	    h.ip.protocol != PROTO_SCTP)
+		return 0;
+	ihl = (h.ip.verIhl & 0x0f) * 4;
+	if (ihl < sizeof(h.ip) || ihl > 60)
+		return 0;
+	s->l4off = ETH_HLEN_ + ihl;
+	if (bpf_skb_load_bytes(skb, s->l4off, b, h.ip.protocol == PROTO_TCP ? 14 : 4) < 0)
+		return 0;
+	s->saddr = h.ip.saddr;
+	s->daddr = h.ip.daddr;
+	s->protocol = h.ip.protocol;
+	__builtin_memcpy(&s->sport, &b[0], 2);
+	__builtin_memcpy(&s->dport, &b[2], 2);
+	s->tcpFlags = h.ip.protocol == PROTO_TCP ? b[13] : 0;
+	return 1;
+}
+
+/*
+ * The flow hash that picks a backend: a fixed integer mix of the tuple (no per-boot
+ * seed), so the choice is stable for a flow and the in-memory model
+ * (pkg/datapath/memory/services.ts) computes the same one. Fields are mixed as the
+ * 32-bit words they are in memory.
+ */
+static __always_inline __u32 svc_hash(const struct svc_pkt *s)
+{
+	__u32 h = s->saddr * 0x9e3779b1u;
+
+	h ^= s->daddr;
+	h *= 0x85ebca6bu;
+	h ^= ((__u32)s->sport << 16) | (__u32)s->dport;
+	h *= 0xc2b2ae35u;
+	h ^= s->protocol;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u64 svc_lifetime(__u8 protocol, __u8 flags)
+{
+	if (flags & SVC_NAT_CLOSING)
+		return SVC_LIFETIME_CLOSING;
+	return protocol == PROTO_UDP ? SVC_LIFETIME_UDP : SVC_LIFETIME_TCP;
+}
+
+static __always_inline __u8 svc_closing_of(const struct svc_pkt *s)
+{
+	return (s->protocol == PROTO_TCP && (s->tcpFlags & (TCP_FIN | TCP_RST))) ?
+		       SVC_NAT_CLOSING : 0;
+}
+
+/* Offset of the L4 checksum covering the pseudo-header, or 0 (SCTP: CRC32c over the
+ * SCTP packet only, unaffected by addresses). */
+static __always_inline __u32 svc_csum_off(const struct svc_pkt *s)
+{
+	if (s->protocol == PROTO_TCP)
+		return s->l4off + 16;
+	if (s->protocol == PROTO_UDP)
+		return s->l4off + 6;
+	return 0;
+}
+
+static __always_inline __u64 svc_l4_flags(const struct svc_pkt *s, __u64 size)
+{
+	/* UDP checksum 0 means "none": keep it 0 rather than inventing one. */
+	return size | (s->protocol == PROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0);
+}
+
+/* Rewrites the IPv4 address at `at` from `from` to `to`, fixing both checksums. */
+static __always_inline int svc_set_addr(struct __sk_buff *skb, const struct svc_pkt *s,
+					__u32 at, __be32 from, __be32 to)
+{
+	__u32 csum = svc_csum_off(s);
+
+	if (from == to)
+		return 0;
+	if (csum && bpf_l4_csum_replace(skb, csum, from, to,
+					svc_l4_flags(s, BPF_F_PSEUDO_HDR | sizeof(to))) < 0)
+		return -1;
+	if (bpf_l3_csum_replace(skb, SVC_IP_CSUM_OFF, from, to, sizeof(to)) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, at, &to, sizeof(to), 0);
+}
+
+/* Rewrites the port at L4 offset `at` (0 = source, 2 = destination). */
+static __always_inline int svc_set_port(struct __sk_buff *skb, const struct svc_pkt *s,
+					__u32 at, __be16 from, __be16 to)
+{
+	__u32 csum = svc_csum_off(s);
+
+	if (from == to)
+		return 0;
+	if (csum && bpf_l4_csum_replace(skb, csum, from, to, svc_l4_flags(s, sizeof(to))) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, s->l4off + at, &to, sizeof(to), 0);
+}
+
+/* Swaps the Ethernet addresses: a frame turned around towards the pod it came from. */
+static __always_inline int svc_turn_around(struct __sk_buff *skb)
+{
+	__u8 mac[12], swapped[12];
+
+	if (bpf_skb_load_bytes(skb, 0, mac, sizeof(mac)) < 0)
+		return -1;
+	__builtin_memcpy(swapped, mac + 6, 6);
+	__builtin_memcpy(swapped + 6, mac, 6);
+	return bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0);
+}
+
+static __always_inline __u16 svc_csum_fold(__s64 sum)
+{
+	__u32 c = (__u32)sum;
+
+	c = (c & 0xffff) + (c >> 16);
+	c = (c & 0xffff) + (c >> 16);
+	return (__u16)~c;
+}
+
+/*
+ * No ready backend: answer the client with ICMP port unreachable from the ClusterIP, as
+ * kube-proxy's REJECT rule does (connect() fails at once with ECONNREFUSED, a UDP socket
+ * gets the error), instead of a silent drop. The frame is rewritten in place into the
+ * ICMP error (IPv4 header + 8 bytes quoted) and handed straight to the pod with
+ * bpf_redirect_peer, so the pod's ingress verdict (which has no flow to relate it to)
+ * is not consulted: it is the datapath's own answer. Packets with IP options are dropped
+ * instead (their quote would not fit the fixed layout).
+ */
+static __always_inline int svc_reject(struct __sk_buff *skb, const struct svc_pkt *s)
+{
+	struct {
+		struct pal_iphdr ip;
+		__u8 icmp[8];
+		__u8 quote[28];
+	} out = {};
+	struct pal_ethhdr eth;
+	__u8 tmp[6];
+
+	svc_count(SVC_CNT_NO_BACKEND);
+	if (s->l4off != ETH_HLEN_ + sizeof(struct pal_iphdr) ||
+	    bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0 ||
+	    bpf_skb_load_bytes(skb, SVC_IP_OFF, out.quote, sizeof(out.quote)) < 0)
+		return TC_ACT_SHOT;
+	__builtin_memcpy(tmp, eth.dst, 6);
+	__builtin_memcpy(eth.dst, eth.src, 6);
+	__builtin_memcpy(eth.src, tmp, 6);
+
+	out.ip.verIhl = 0x45;
+	out.ip.totLen = bpf_htons(sizeof(out));
+	out.ip.ttl = 64;
+	out.ip.protocol = PROTO_ICMP;
+	out.ip.saddr = s->daddr;
+	out.ip.daddr = s->saddr;
+	out.ip.check = svc_csum_fold(bpf_csum_diff(0, 0, (__be32 *)&out.ip, sizeof(out.ip), 0));
+	out.icmp[0] = ICMP_DEST_UNREACH;
+	out.icmp[1] = 3; /* port unreachable */
+	{
+		__u16 c = svc_csum_fold(bpf_csum_diff(0, 0, (__be32 *)out.icmp,
+						      sizeof(out.icmp) + sizeof(out.quote), 0));
+		__builtin_memcpy(&out.icmp[2], &c, 2);
+	}
+
+	if (bpf_skb_change_tail(skb, ETH_HLEN_ + sizeof(out), 0) < 0 ||
+	    bpf_skb_store_bytes(skb, 0, &eth, sizeof(eth), 0) < 0 ||
+	    bpf_skb_store_bytes(skb, SVC_IP_OFF, &out, sizeof(out), 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect_peer(skb->ifindex, 0);
+}
+
+/* Picks the backend of a new flow: the client's affinity entry while it lasts, else the
+ * flow hash's slot. Returns the backend (and its id in `id`), or NULL. */
+static __always_inline struct svc_backend *svc_pick(const struct svc_key *fk,
+						    const struct svc_value *fv,
+						    const struct svc_pkt *s, __u64 now, __u32 *id)
+{
+	struct svc_affinity_key ak = { .serviceId = fv->serviceId, .client = s->saddr };
+	struct svc_affinity_value *av, nav = {};
+	struct svc_key k = *fk;
+	struct svc_backend *b;
+	struct svc_value *sv;
+	__u8 affinity = (fv->flags & SVC_F_AFFINITY) != 0;
+
+	if (affinity) {
+		av = bpf_map_lookup_elem(&pal_svc_affinity, &ak);
+		if (av && now - av->lastUsed <= (__u64)fv->affinityTimeout * SVC_NSEC) {
+			*id = av->backendId;
+			b = bpf_map_lookup_elem(&pal_svc_backends, id);
+			if (b) {
+				av->lastUsed = now;
+				return b;
+			}
+		}
+	}
+	k.slot = 1 + svc_hash(s) % fv->count;
+	sv = bpf_map_lookup_elem(&pal_svc_frontends, &k);
+	if (!sv)
+		return NULL;
+	*id = sv->backendId;
+	b = bpf_map_lookup_elem(&pal_svc_backends, id);
+	if (b && affinity) {
+		nav.lastUsed = now;
+		nav.backendId = *id;
+		bpf_map_update_elem(&pal_svc_affinity, &ak, &nav, BPF_ANY);
+	}
+	return b;
+}
+
+/* The reverse entry's key: the reply the backend will send. */
+static __always_inline void svc_reverse_key(struct svc_nat_key *rk, const struct svc_state *st)
+{
+	__builtin_memset(rk, 0, sizeof(*rk));
+	rk->saddr = st->backendAddr;
+	rk->sport = st->backendPort;
+	rk->daddr = (st->flags & SVC_NAT_HAIRPIN) ? bpf_htonl(SVC_HAIRPIN_IPV4_HOST) :
+						    st->orig.saddr;
+	rk->dport = st->orig.sport;
+	rk->protocol = st->orig.protocol;
+}
+
+/* Writes (or refreshes) both NAT entries of a translated flow. */
+static __always_inline void svc_record(const struct svc_state *st, __u64 now, __u8 closing)
+{
+	struct svc_nat_value fv = {}, rv = {};
+	struct svc_nat_key rk;
+
+	fv.lastSeen = now;
+	fv.addr = st->backendAddr;
+	fv.port = st->backendPort;
+	fv.flags = st->flags | closing;
+	rv.lastSeen = now;
+	rv.addr = st->orig.daddr;
+	rv.port = st->orig.dport;
+	rv.flags = st->flags | closing | SVC_NAT_REVERSE;
+	svc_reverse_key(&rk, st);
+	/* Reverse first: a reply can only come once the forward packet went out. */
+	bpf_map_update_elem(&pal_svc_nat, &rk, &rv, BPF_ANY);
+	bpf_map_update_elem(&pal_svc_nat, &st->orig, &fv, BPF_ANY);
+}
+
+/*
+ * The second leg of a hairpin flow: the pod answering SVC_HAIRPIN_IPV4 from its own
+ * backend port. Rewritten to come from the ClusterIP and handed straight back into the
+ * pod. The pod's verdicts are not consulted again: the flow was judged by its egress
+ * policy when its first leg left (docs/services.md, "Hairpin").
+ */
+static __always_inline int svc_hairpin_reply(struct __sk_buff *skb, const struct svc_pkt *s)
+{
+	struct svc_nat_key k = {
+		.saddr = s->saddr, .daddr = s->daddr, .sport = s->sport, .dport = s->dport,
+		.protocol = s->protocol,
+	};
+	struct svc_nat_value *v = bpf_map_lookup_elem(&pal_svc_nat, &k);
+
+	if (!v || (v->flags & (SVC_NAT_REVERSE | SVC_NAT_HAIRPIN)) !=
+			  (SVC_NAT_REVERSE | SVC_NAT_HAIRPIN))
+		return SVC_CONTINUE;
+	if (svc_set_addr(skb, s, SVC_IP_DST_OFF, s->daddr, s->saddr) < 0 ||
+	    svc_set_addr(skb, s, SVC_IP_SRC_OFF, s->saddr, v->addr) < 0 ||
+	    svc_set_port(skb, s, 0, s->sport, v->port) < 0 || svc_turn_around(skb) < 0) {
+		svc_count(SVC_CNT_ERRORS);
+		return TC_ACT_SHOT;
+	}
+	v->flags |= svc_closing_of(s);
+	svc_count(SVC_CNT_REVERSED);
+	svc_count(SVC_CNT_HAIRPIN);
+	return bpf_redirect_peer(skb->ifindex, 0);
+}
+
+/*
+ * from_pod, before the egress verdict: a packet to a ClusterIP frontend is translated to
+ * its backend (the flow's recorded one, else a new pick). Returns SVC_CONTINUE (then call
+ * palisade_verdict and svc_egress_done) or a tc action that ends the packet's path here
+ * (the no-backend answer, a hairpin reply, a failed rewrite).
+ */
+static __always_inline int svc_translate(struct __sk_buff *skb, struct svc_state *st)
+{
+	struct svc_key fk = {};
+	struct svc_value *fv;
+	struct svc_nat_value *nv;
+	struct svc_backend *b;
+	struct svc_pkt s = {};
+	__u64 now;
+	__u32 id;
+	__u8 closing;
+
+	st->active = 0;
+	if (!svc_parse(skb, &s))
+		return SVC_CONTINUE;
+	if (s.daddr == bpf_htonl(SVC_HAIRPIN_IPV4_HOST))
+		return svc_hairpin_reply(skb, &s);
+
+	fk.addr = s.daddr;
+	fk.port = s.dport;
+	fk.protocol = s.protocol;
+	fv = bpf_map_lookup_elem(&pal_svc_frontends, &fk);
+	if (!fv)
+		return SVC_CONTINUE;
+	if (fv->count == 0)
+		return svc_reject(skb, &s);
+
+	now = bpf_ktime_get_coarse_ns();
+	closing = svc_closing_of(&s);
+	__builtin_memset(&st->orig, 0, sizeof(st->orig));
+	st->orig.saddr = s.saddr;
+	st->orig.daddr = s.daddr;
+	st->orig.sport = s.sport;
+	st->orig.dport = s.dport;
+	st->orig.protocol = s.protocol;
+
+	nv = bpf_map_lookup_elem(&pal_svc_nat, &st->orig);
+	/* A recorded flow keeps its backend, even one no longer in the Service. It picks
+	 * again when its entry expired, or when a SYN reopens a closed tuple. */
+	if (nv && !(nv->flags & SVC_NAT_REVERSE) &&
+	    now - nv->lastSeen <= svc_lifetime(s.protocol, nv->flags) &&
+	    !((nv->flags & SVC_NAT_CLOSING) &&
+	      (s.tcpFlags & (SVC_TCP_SYN | SVC_TCP_ACK)) == SVC_TCP_SYN)) {
+		st->backendAddr = nv->addr;
+		st->backendPort = nv->port;
+		st->flags = nv->flags & SVC_NAT_HAIRPIN;
+		/* Refresh both entries now and then (the reverse one too: a flow whose
+		 * replies are rare must not lose them). */
+		st->record = (now - nv->lastSeen > SVC_REFRESH || (closing & ~nv->flags)) ?
+				     SVC_RECORD_REFRESH : SVC_RECORD_NONE;
+		closing |= nv->flags & SVC_NAT_CLOSING;
+	} else {
+		b = svc_pick(&fk, fv, &s, now, &id);
+		if (!b)
+			return svc_reject(skb, &s);
+		st->backendAddr = b->addr;
+		st->backendPort = b->port;
+		st->flags = b->addr == s.saddr ? SVC_NAT_HAIRPIN : 0;
+		st->record = SVC_RECORD_NEW;
+	}
+
+	if (svc_set_addr(skb, &s, SVC_IP_DST_OFF, s.daddr, st->backendAddr) < 0 ||
+	    svc_set_port(skb, &s, 2, s.dport, st->backendPort) < 0 ||
+	    ((st->flags & SVC_NAT_HAIRPIN) &&
+	     svc_set_addr(skb, &s, SVC_IP_SRC_OFF, s.saddr, bpf_htonl(SVC_HAIRPIN_IPV4_HOST)) < 0)) {
+		svc_count(SVC_CNT_ERRORS);
+		return TC_ACT_SHOT;
+	}
+	st->active = 1;
+	st->closing = closing;
+	return SVC_CONTINUE;
+}
+
+/*
+ * from_pod, after the egress verdict `rc` on the translated packet: records a new
+ * translation only when the verdict let the packet go (a denied flow leaves nothing
+ * behind), and sends a hairpin packet straight back into its pod.
+ */
+static __always_inline int svc_egress_done(struct __sk_buff *skb, const struct svc_state *st,
+					   int rc)
+{
+	if (!st->active || rc == TC_ACT_SHOT)
+		return rc;
+	if (st->record != SVC_RECORD_NONE)
+		svc_record(st, bpf_ktime_get_coarse_ns(), st->closing);
+	if (st->record == SVC_RECORD_NEW)
+		svc_count(SVC_CNT_NEW_FLOWS);
+	svc_count(SVC_CNT_TRANSLATED);
+	if (!(st->flags & SVC_NAT_HAIRPIN) || rc != TC_ACT_OK)
+		return rc;
+	/* Hairpin: the pod is its own backend. Back into it directly (the host would not
+	 * route a packet out of the interface it came in on without a second look from
+	 * rp_filter), and not through to_pod: see svc_hairpin_reply. */
+	svc_count(SVC_CNT_HAIRPIN);
+	if (svc_turn_around(skb) < 0) {
+		svc_count(SVC_CNT_ERRORS);
+		return TC_ACT_SHOT;
+	}
+	return bpf_redirect_peer(skb->ifindex, 0);
+}
+
+/*
+ * to_pod, after an ingress verdict that let the packet in: a reply of a translated flow
+ * gets the ClusterIP and Service port back as its source. Returns the tc action.
+ */
+static __always_inline int svc_reverse(struct __sk_buff *skb, int rc)
+{
+	struct svc_nat_value *v, *fv;
+	struct svc_nat_key k = {}, fk = {};
+	struct svc_pkt s = {};
+	__u8 closing;
+	__u64 now;
+
+	if (rc != TC_ACT_OK || !svc_parse(skb, &s))
+		return rc;
+	k.saddr = s.saddr;
+	k.daddr = s.daddr;
+	k.sport = s.sport;
+	k.dport = s.dport;
+	k.protocol = s.protocol;
+	v = bpf_map_lookup_elem(&pal_svc_nat, &k);
+	if (!v || (v->flags & (SVC_NAT_REVERSE | SVC_NAT_HAIRPIN)) != SVC_NAT_REVERSE)
+		return rc;
+	now = bpf_ktime_get_coarse_ns();
+	/* An expired entry no longer speaks for this tuple (the pod may have reused its
+	 * port for a direct connection to the same backend). */
+	if (now - v->lastSeen > svc_lifetime(s.protocol, v->flags))
+		return rc;
+	if (svc_set_addr(skb, &s, SVC_IP_SRC_OFF, s.saddr, v->addr) < 0 ||
+	    svc_set_port(skb, &s, 0, s.sport, v->port) < 0) {
+		svc_count(SVC_CNT_ERRORS);
+		return TC_ACT_SHOT;
+	}
+	closing = svc_closing_of(&s);
+	if (closing && !(v->flags & SVC_NAT_CLOSING)) {
+		/* The reply closes the flow: shorten both entries. */
+		v->flags |= SVC_NAT_CLOSING;
+		fk.saddr = s.daddr;
+		fk.daddr = v->addr;
+		fk.sport = s.dport;
+		fk.dport = v->port;
+		fk.protocol = s.protocol;
+		fv = bpf_map_lookup_elem(&pal_svc_nat, &fk);
+		if (fv)
+			fv->flags |= SVC_NAT_CLOSING;
+	}
+	svc_count(SVC_CNT_REVERSED);
+	return rc;
+}
+
+#endif /* __BPF__ */
+
+#endif
