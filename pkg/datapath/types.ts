@@ -130,10 +130,58 @@ export interface Datapath {
   /** Flow events as they arrive; ends when `close` is called. */
   events(): AsyncIterable<FlowEvent>;
   counters(): Promise<DatapathCounters>;
+  /**
+   * ClusterIP Services (docs/services.md): makes the translated frontends exactly
+   * `services` (the whole desired set, not a delta; the implementation diffs against what
+   * it applied, adds before it deletes). Optional: a datapath without it translates
+   * nothing. Bad input throws before anything is written.
+   */
+  applyServices?(services: readonly ServiceEntry[]): Promise<void>;
+  /** Translation counters (summed over CPUs); with applyServices. */
+  serviceCounters?(): Promise<ServiceCounters>;
   /** Releases file descriptors and readers; leaves programs, pins and maps in place. */
   close(): Promise<void>;
 }
 
 export function emptyState(): DatapathState {
   return { endpoints: [], ipcache: [], policy: [], cidrs: [] };
+}
+
+/** A ready backend of a Service frontend: the pod IP and the resolved targetPort. */
+export interface BackendEntry {
+  ip: string;
+  port: number;
+}
+
+/**
+ * One ClusterIP frontend: (ClusterIP, Service port, protocol) and its ready backends, in
+ * a stable order. No backends = the datapath answers like kube-proxy's REJECT (ICMP port
+ * unreachable). See docs/services.md.
+ */
+export interface ServiceEntry {
+  /** "namespace/name:port" (inspection and logs only; not written to the kernel). */
+  name: string;
+  ip: string;
+  port: number;
+  /** PROTO_TCP, PROTO_UDP or PROTO_SCTP. */
+  protocol: number;
+  /** sessionAffinity ClientIP timeout in seconds; 0 = no affinity. */
+  affinityTimeoutSec: number;
+  backends: BackendEntry[];
+}
+
+/** Service translation counters, summed over CPUs (bpf/lib/service.h SVC_CNT_*). */
+export interface ServiceCounters {
+  /** Forward packets translated to a backend (hairpin included). */
+  translated: number;
+  /** New flows: backend selections recorded. */
+  newFlows: number;
+  /** Reply packets translated back to the ClusterIP. */
+  reversed: number;
+  /** Packets to a frontend without ready backends (answered with ICMP port unreachable). */
+  noBackend: number;
+  /** Hairpin packets (a pod reaching itself through its Service), both directions. */
+  hairpin: number;
+  /** Rewrites that failed (packet dropped). */
+  errors: number;
 }
