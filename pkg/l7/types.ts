@@ -40,6 +40,12 @@ export interface L7Decision {
  */
 export interface L7Decider {
   decide(conn: ConnectionInfo, req: RequestInfo): L7Decision;
+  /**
+   * Optional (added by the proxy engine): the direction to stamp on records of requests
+   * that never reach decide() (malformed, oversized, timed out). Without it the engine uses
+   * the connection's last decision's direction, else `ingress`.
+   */
+  direction?(conn: ConnectionInfo): Direction;
 }
 
 export interface L7Limits {
