@@ -3,6 +3,8 @@ export const PAL_API_ERRORS = {
   PAL_BAD_REQUEST: 400,
   PAL_NOT_FOUND: 404,
   PAL_NOT_READY: 503,
+  /** Too many /v1/flows follow streams open. */
+  PAL_BUSY: 503,
   PAL_WAIT_TIMEOUT: 504,
   PAL_WAIT_UNSUPPORTED: 501,
   PAL_INTERNAL: 500,

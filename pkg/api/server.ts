@@ -9,6 +9,10 @@ import { dirname } from 'node:path';
 import { handleCni, type CniHandlerDeps } from '../cni/handler.ts';
 import type { CniErrorBody } from '../cni/errors.ts';
 import { PAL_API_ERRORS, apiError } from './errors.ts';
+import type { DatapathCounters } from '../datapath/types.ts';
+import type { FlowStore } from '../flow/store.ts';
+import { mapPressure, type MapUsage } from '../status/maps.ts';
+import { registerFlowRoutes } from './flows.ts';
 import { Metrics } from './metrics.ts';
 
 /** What a Kubernetes control plane adds to the API; absent in standalone mode. */
@@ -30,6 +34,16 @@ export interface ApiDeps extends CniHandlerDeps {
   /** Extra per-endpoint facts (identity, enforcement, policies, revision) by endpoint id. */
   endpointDetails?: (endpointId: number) => Record<string, unknown> | undefined;
   metrics: Metrics;
+  /** Agent version for /v1/status (default: unknown). */
+  version?: string;
+  /** The flow store behind GET /v1/flows (route absent without it). */
+  flows?: FlowStore;
+  /** Identities in the last compiled policy. */
+  identities?: () => number;
+  /** eBPF map usage (pkg/status/maps.ts). */
+  mapUsage?: () => Promise<readonly MapUsage[]>;
+  /** Datapath packet counters for /metrics. */
+  counters?: () => Promise<DatapathCounters>;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -45,6 +59,16 @@ function cniHttpStatus(e: CniErrorBody): number {
 
 export function buildApi(deps: ApiDeps): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 8 << 20 });
+  /** Map usage for /v1/status; a failing source leaves the list empty (logged). */
+  const readMaps = async (): Promise<readonly MapUsage[]> => {
+    if (!deps.mapUsage) return [];
+    try {
+      return await deps.mapUsage();
+    } catch (err) {
+      deps.log?.('warn', 'status: reading map usage failed', { error: (err as Error).message });
+      return [];
+    }
+  };
 
   app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
     const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
@@ -70,14 +94,29 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     return reply.code(200).send(answer);
   });
 
-  app.get('/v1/status', async () => ({
-    node: deps.node,
-    mode: deps.mode,
-    ready: deps.notReadyReason() === undefined,
-    revision: deps.revision(),
-    resourceVersion: deps.resourceVersion() ?? null,
-    endpoints: deps.manager.list().length,
-  }));
+  app.get('/v1/status', async () => {
+    const reason = deps.notReadyReason();
+    const maps = await readMaps();
+    return {
+      node: deps.node,
+      mode: deps.mode,
+      version: deps.version ?? 'unknown',
+      ready: reason === undefined,
+      notReadyReason: reason ?? null,
+      revision: deps.revision(),
+      resourceVersion: deps.resourceVersion() ?? null,
+      endpoints: deps.manager.list().length,
+      identities: deps.identities?.() ?? 0,
+      maps,
+      mapPressure: mapPressure(maps),
+      drops: { lastMinute: deps.flows?.dropsLastMinute() ?? 0, total: deps.flows?.dropsTotal ?? 0 },
+      flows: { stored: deps.flows?.size ?? 0, capacity: deps.flows?.capacity ?? 0 },
+    };
+  });
+
+  if (deps.flows) {
+    registerFlowRoutes(app, { flows: deps.flows, onSlowFollower: () => deps.metrics.flowFollowerCut() });
+  }
 
   app.get('/v1/wait', async (req, reply) => {
     const q = req.query as { resourceVersion?: string; timeoutMs?: string };
@@ -123,8 +162,14 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     return { ready: true };
   });
   app.get('/metrics', async (_req, reply) => {
-    return reply.type('text/plain; version=0.0.4').send(deps.metrics.render({
+    return reply.type('text/plain; version=0.0.4').send(await deps.metrics.render({
       endpoints: deps.manager.list().length,
+      identities: deps.identities?.(),
+      revision: deps.revision(),
+      counters: deps.counters,
+      maps: deps.mapUsage,
+      flows: deps.flows,
+      onError: (what, err) => deps.log?.('warn', 'metrics: reading a source failed', { source: what, error: err.message }),
     }));
   });
   return app;
