@@ -11,17 +11,20 @@
 import type {
   Namespace, NetworkPolicy, Node, ObjectMeta, Pod,
 } from '../policy/snapshot.ts';
+import type { EndpointSlice, Service } from '../service/types.ts';
 
-/** The store's resource kinds. Services and EndpointSlices come with the Services issue. */
-export type ResourceKind = 'pods' | 'namespaces' | 'nodes' | 'policies';
+/** The store's resource kinds. */
+export type ResourceKind = 'pods' | 'namespaces' | 'nodes' | 'policies' | 'services' | 'endpointslices';
 
-export const resourceKinds: readonly ResourceKind[] = ['pods', 'namespaces', 'nodes', 'policies'];
+export const resourceKinds: readonly ResourceKind[] = ['pods', 'namespaces', 'nodes', 'policies', 'services', 'endpointslices'];
 
 export interface ResourceTypes {
   pods: Pod;
   namespaces: Namespace;
   nodes: Node;
   policies: NetworkPolicy;
+  services: Service;
+  endpointslices: EndpointSlice;
 }
 
 export type AnyResource = ResourceTypes[ResourceKind];
@@ -151,6 +154,63 @@ function slimPolicy(o: Json, kind: string, apiVersion: string): NetworkPolicy {
   };
 }
 
+/** Only what ClusterIP translation reads (pkg/service/desired.ts). */
+function slimService(o: Json): Service {
+  const spec = isObj(o.spec) ? o.spec : {};
+  const out: Service = { kind: 'Service', metadata: slimMeta(o.metadata, true), spec: {} };
+  if (typeof spec.type === 'string') out.spec.type = spec.type;
+  if (typeof spec.clusterIP === 'string') out.spec.clusterIP = spec.clusterIP;
+  if (Array.isArray(spec.clusterIPs)) out.spec.clusterIPs = spec.clusterIPs.filter((x): x is string => typeof x === 'string');
+  if (typeof spec.sessionAffinity === 'string') out.spec.sessionAffinity = spec.sessionAffinity;
+  const sel = labelMap(spec.selector);
+  if (sel) out.spec.selector = sel;
+  if (isObj(spec.sessionAffinityConfig) && isObj(spec.sessionAffinityConfig.clientIP)) {
+    const t = spec.sessionAffinityConfig.clientIP.timeoutSeconds;
+    out.spec.sessionAffinityConfig = { clientIP: typeof t === 'number' ? { timeoutSeconds: t } : {} };
+  }
+  if (Array.isArray(spec.ports)) {
+    out.spec.ports = spec.ports.filter(isObj).map((p) => {
+      const sp: NonNullable<Service['spec']['ports']>[number] = { port: Number(p.port) };
+      if (typeof p.name === 'string') sp.name = p.name;
+      if (typeof p.protocol === 'string') sp.protocol = p.protocol;
+      if (typeof p.targetPort === 'number' || typeof p.targetPort === 'string') sp.targetPort = p.targetPort;
+      return sp;
+    });
+  }
+  return out;
+}
+
+function slimEndpointSlice(o: Json): EndpointSlice {
+  const out: EndpointSlice = { kind: 'EndpointSlice', metadata: slimMeta(o.metadata, true) };
+  if (typeof o.addressType === 'string') out.addressType = o.addressType;
+  if (Array.isArray(o.ports)) {
+    out.ports = o.ports.filter(isObj).map((p) => {
+      const sp: NonNullable<EndpointSlice['ports']>[number] = {};
+      if (typeof p.name === 'string') sp.name = p.name;
+      if (typeof p.protocol === 'string') sp.protocol = p.protocol;
+      if (typeof p.port === 'number') sp.port = p.port;
+      return sp;
+    });
+  }
+  if (Array.isArray(o.endpoints)) {
+    out.endpoints = o.endpoints.filter(isObj).map((e) => {
+      const ep: NonNullable<EndpointSlice['endpoints']>[number] = {
+        addresses: Array.isArray(e.addresses) ? e.addresses.filter((a): a is string => typeof a === 'string') : [],
+      };
+      if (isObj(e.conditions)) {
+        const c: NonNullable<typeof ep.conditions> = {};
+        for (const k of ['ready', 'serving', 'terminating'] as const) {
+          if (typeof e.conditions[k] === 'boolean') c[k] = e.conditions[k];
+        }
+        ep.conditions = c;
+      }
+      if (typeof e.nodeName === 'string') ep.nodeName = e.nodeName;
+      return ep;
+    });
+  }
+  return out;
+}
+
 /** The watched API resources: where they live and how the store keeps them. */
 export interface ResourceInfo {
   /** Informer name for logs. */
@@ -197,6 +257,15 @@ export const RESOURCES = {
     path: '/apis/palisade.dev/v1alpha1/palisadenetworkpolicies', optional: true,
     slim: slimmer((o) => slimPolicy(o, 'PalisadeNetworkPolicy', 'palisade.dev/v1alpha1')),
   },
+  services: {
+    name: 'services', kind: 'services', apiVersion: 'v1', objectKind: 'Service',
+    path: '/api/v1/services', slim: slimmer(slimService),
+  },
+  endpointSlices: {
+    name: 'endpointslices', kind: 'endpointslices', apiVersion: 'discovery.k8s.io/v1',
+    objectKind: 'EndpointSlice', path: '/apis/discovery.k8s.io/v1/endpointslices',
+    slim: slimmer(slimEndpointSlice),
+  },
 } as const satisfies Record<string, ResourceInfo>;
 
 /**
@@ -206,7 +275,9 @@ export const RESOURCES = {
 export function keyOf(kind: ResourceKind, o: AnyResource): string {
   const m = o.metadata;
   switch (kind) {
-    case 'pods': return `${m.namespace}/${m.name}`;
+    case 'pods':
+    case 'services':
+    case 'endpointslices': return `${m.namespace}/${m.name}`;
     case 'namespaces':
     case 'nodes': return m.name;
     case 'policies': return `${o.kind ?? 'NetworkPolicy'}:${m.namespace}/${m.name}`;

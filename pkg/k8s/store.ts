@@ -13,6 +13,7 @@
  *   (copy-on-write: the next mutation of a kind copies that kind's map first).
  */
 import type { Namespace, NetworkPolicy, Node, Pod } from '../policy/snapshot.ts';
+import type { EndpointSlice, Service } from '../service/types.ts';
 import {
   keyOf, parseResourceVersion, resourceKinds, sameContent,
   type AnyResource, type ResourceKind, type ResourceTypes,
@@ -38,12 +39,17 @@ export interface StoreSnapshot {
   namespaces: ReadonlyMap<string, Namespace>;
   nodes: ReadonlyMap<string, Node>;
   policies: ReadonlyMap<string, NetworkPolicy>;
+  services: ReadonlyMap<string, Service>;
+  endpointslices: ReadonlyMap<string, EndpointSlice>;
 }
 
 type Maps = { [K in ResourceKind]: Map<string, ResourceTypes[K]> };
 
 export class ClusterStore {
-  #maps: Maps = { pods: new Map(), namespaces: new Map(), nodes: new Map(), policies: new Map() };
+  #maps: Maps = {
+    pods: new Map(), namespaces: new Map(), nodes: new Map(), policies: new Map(),
+    services: new Map(), endpointslices: new Map(),
+  };
   /** Kinds whose current map was handed out by `snapshot()` and must be copied before writing. */
   readonly #shared = new Set<ResourceKind>();
   readonly #listeners = new Set<StoreListener>();
@@ -148,6 +154,8 @@ export class ClusterStore {
       namespaces: this.#maps.namespaces,
       nodes: this.#maps.nodes,
       policies: this.#maps.policies,
+      services: this.#maps.services,
+      endpointslices: this.#maps.endpointslices,
     };
   }
 

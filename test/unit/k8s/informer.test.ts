@@ -232,15 +232,15 @@ describe('KubernetesCluster', () => {
     const cluster = new KubernetesCluster({ source: src, quietMs: 10_000 });
     cluster.start();
     await cluster.whenSynced();
-    await eventually(() => src.watches.length === 5);
+    await eventually(() => src.watches.length === Object.keys(RESOURCES).length);
     expect(cluster.coverage(100n)).toEqual({ covered: true, exact: true });
-    // A pod event at 101 arrives; the other four watches have not reached 101.
+    // A pod event at 101 arrives; the other watches have not reached 101.
     src.lastWatch('pods').emit('ADDED', src.put(podPath, mkPod('a')));
     const c = cluster.coverage(101n);
     expect(c.covered).toBe(false);
     expect(c.covered === false && c.recheckInMs! > 9000).toBe(true);
     // Bookmarks bring the others forward: covered without waiting.
-    for (const r of ['namespaces', 'nodes', 'networkpolicies', 'palisadenetworkpolicies']) {
+    for (const r of ['namespaces', 'nodes', 'networkpolicies', 'palisadenetworkpolicies', 'services', 'endpointslices']) {
       src.lastWatch(r).emit('BOOKMARK', { metadata: { resourceVersion: '101' } });
     }
     expect(cluster.coverage(101n)).toEqual({ covered: true, exact: true });
@@ -253,7 +253,7 @@ describe('KubernetesCluster', () => {
     const cluster = new KubernetesCluster({ source: src, quietMs: 30 });
     cluster.start();
     await cluster.whenSynced();
-    await eventually(() => src.watches.length === 5);
+    await eventually(() => src.watches.length === Object.keys(RESOURCES).length);
     src.lastWatch('pods').emit('ADDED', src.put(podPath, mkPod('a')));
     expect(cluster.coverage(101n).covered).toBe(false);
     await eventually(() => cluster.coverage(101n).covered, 2000);
