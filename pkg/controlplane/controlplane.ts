@@ -34,6 +34,8 @@ import { parseIpv4 } from '../policy/ip.ts';
 import type { ClusterSnapshot, LocalEndpoint } from '../policy/snapshot.ts';
 import type { CompileResult, EndpointPolicySummary, PolicyProblem } from '../policy/types.ts';
 import { CoalescingRunner } from './runner.ts';
+import { desiredServices, sameServices } from '../service/desired.ts';
+import type { ServiceEntry } from '../datapath/types.ts';
 import { desiredRouting, sameRouting, type Routing, type RoutingState } from './routes.ts';
 
 /** What the control plane needs from the policy compiler (pkg/policy/compile.ts). */
@@ -162,6 +164,9 @@ export class ControlPlane implements EndpointRealizer {
   /** Clock time of the oldest change not yet taken into a reconcile. */
   #changedSince: number | undefined;
   #applied: DatapathState | undefined;
+  /** ClusterIP frontends in the datapath (docs/services.md); undefined = unknown. */
+  #servicesApplied: ServiceEntry[] | undefined;
+  readonly #serviceProblemsSeen = new Set<string>();
   /** The datapath state found at start (kept until the initial sync). */
   #baseline: DatapathState | undefined;
   #realized = 0;
@@ -426,6 +431,7 @@ export class ControlPlane implements EndpointRealizer {
     let result: CompileResult | undefined;
     let resourceVersion = '';
     let routing: RoutingState | undefined;
+    let services: ServiceEntry[] | undefined;
     const compileStart = this.#clock.now();
     if (synced) {
       const snap = this.#cluster.store.snapshot();
@@ -438,6 +444,15 @@ export class ControlPlane implements EndpointRealizer {
       if (this.#routing) {
         const r = desiredRouting(snap.nodes, this.nodeName, { clusterCIDRs: this.#clusterCIDRs });
         routing = r.state;
+      }
+      if (this.#datapath.applyServices) {
+        const ds = desiredServices(snap.services.values(), snap.endpointslices.values());
+        services = ds.entries;
+        for (const p of ds.problems) {
+          const k = `${p.service}: ${p.message}`;
+          if (!this.#serviceProblemsSeen.has(k)) this.#log.warn('service left out', { service: p.service, problem: p.message });
+          this.#serviceProblemsSeen.add(k);
+        }
       }
     } else {
       desired = this.#presyncState(endpoints);
@@ -459,6 +474,18 @@ export class ControlPlane implements EndpointRealizer {
     }
     this.#applied = desired;
     const applyMs = this.#clock.now() - applyStart;
+    // Services after policy: a new backend's ipcache and policy entries are in first.
+    if (services && this.#datapath.applyServices
+      && !(this.#servicesApplied && sameServices(services, this.#servicesApplied))) {
+      try {
+        await this.#datapath.applyServices(services);
+        this.#servicesApplied = services;
+      } catch (err) {
+        this.#servicesApplied = undefined;
+        this.#changedSince = Math.min(this.#changedSince ?? latencyFrom, latencyFrom);
+        throw new Error(`applying ${services.length} service frontends: ${errorMessage(err)}`, { cause: err });
+      }
+    }
     if (routing) await this.#applyRouting(routing);
 
     if (result) this.#noteProblems(result);
