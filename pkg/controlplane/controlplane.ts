@@ -459,7 +459,7 @@ export class ControlPlane implements EndpointRealizer {
     }
     const compileMs = this.#clock.now() - compileStart;
 
-    const change = diffState(desired, this.#applied);
+    const change = diffChanged(desired, this.#applied);
     const operations = changeSize(change);
     const applyStart = this.#clock.now();
     if (operations > 0) {
@@ -691,6 +691,21 @@ function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
   return a.ifindex === b.ifindex && a.ipv4 === b.ipv4 && a.podNamespace === b.podNamespace
     && a.podName === b.podName && a.ifname === b.ifname && a.containerId === b.containerId
     && a.podUid === b.podUid;
+}
+
+/**
+ * diffState, skipping the kinds whose desired list is the applied list itself: the
+ * compiler returns the same array for what a change did not touch (the 10k-entry ipcache
+ * on a policy change), and `applied` is what the last reconcile applied.
+ */
+function diffChanged(desired: DatapathState, applied: DatapathState): DatapathChange {
+  const none: DatapathState = { endpoints: [], ipcache: [], policy: [], cidrs: [] };
+  const pick = <K extends keyof DatapathState>(k: K, from: DatapathState) =>
+    (desired[k] === applied[k] ? none[k] : from[k]);
+  return diffState(
+    { endpoints: pick('endpoints', desired), ipcache: pick('ipcache', desired), policy: pick('policy', desired), cidrs: pick('cidrs', desired) },
+    { endpoints: pick('endpoints', applied), ipcache: pick('ipcache', applied), policy: pick('policy', applied), cidrs: pick('cidrs', applied) },
+  );
 }
 
 function describeChange(c: DatapathChange): string {

@@ -14,8 +14,8 @@
  *   differently across the pods of one identity) -> CIDR identities.
  */
 import {
-  PROTO_ANY, type DatapathState, type Direction, type EndpointEntry,
-  type IpcacheEntry, type PolicyEntry,
+  PROTO_ANY, type CidrEntry, type Direction, type EndpointEntry, type IpcacheEntry,
+  type PolicyEntry,
 } from '../datapath/types.ts';
 import { entryKey } from '../datapath/diff.ts';
 import {
@@ -32,7 +32,7 @@ import { parsePolicy, type ParsedPeer, type ParsedPolicy, type ParsedRule } from
 import type { PortSpec } from './ports.ts';
 import type { CompiledSelector } from './selector.ts';
 import type {
-  ClusterSnapshot, HttpRule, LocalEndpoint, Namespace, NetworkPolicy, Pod,
+  ClusterSnapshot, HttpRule, LocalEndpoint, Namespace, NetworkPolicy, Node, Pod,
 } from './snapshot.ts';
 import type {
   CompileResult, EndpointPolicySummary, L7Rules, PolicyProblem, RuleOrigin,
@@ -55,59 +55,13 @@ const NS_NAME_LABEL = 'kubernetes.io/metadata.name';
 const directions: readonly Direction[] = ['ingress', 'egress'];
 type Labels = Readonly<Record<string, string>>;
 
-/** Pods sharing one label set: the unit selectors and identities work on. */
-interface Group {
-  key: string;
-  id: number;
-  namespace: string;
-  podLabels: Labels;
-  nsLabels: Labels;
-  members: PodInfo[];
-  /** Named-port resolutions over the members, by `protocol/name` (per compile). */
-  named?: Map<string, { uniform?: number; perPod: [number, number][] }>;
-}
-
-interface PodInfo {
-  /** `namespace/name`. */
-  key: string;
-  pod: Pod | undefined;
-  /** IPv4 addresses as integers. */
-  ips: number[];
-  /** `ip/32` of each of `ips`. */
-  cidrs: string[];
-  group: Group;
-  /** Rank when two pods claim one IP: lower wins. */
-  rank: number;
-}
-
-/** A port spec resolved to numbers, with where it came from. */
-interface Allow {
-  protocol: number;
-  port: number;
-  endPort: number;
-  ruleId: number;
-  http: HttpRule[] | undefined;
-}
-
-/** Policy entries under construction, with their L7 rules. */
-interface Slot {
-  entry: PolicyEntry;
-  /** undefined = plain L3/L4 allow (no redirect). */
-  http: HttpRule[] | undefined;
-  ruleIds: Set<number>;
-}
-
-interface PendingOverlay {
-  endpointId: number;
-  direction: Direction;
-  slots: Map<string, Slot>;
-  prefixes: { prefix: Prefix; members: string[]; allows: Allow[] }[];
-}
-
 /**
  * Compiles snapshots for one node. Keep one instance per agent: its identity allocators
- * keep numbers stable across compiles. Snapshot objects are treated as immutable (as the
- * store hands them out): per-object caches assume a changed object is a new object.
+ * keep numbers stable across compiles, and its state (CompilerState) makes a compile
+ * incremental: only what a change affects is recomputed. Snapshot objects are treated as
+ * immutable (as the store hands them out): a changed object must be a new object. The
+ * maps of a snapshot may be reused and mutated between compiles (they are compared entry
+ * by entry). Returned arrays and entries are shared with later results: never mutate them.
  */
 export class PolicyCompiler {
   readonly l7ProxyPort: number;
@@ -115,7 +69,7 @@ export class PolicyCompiler {
   readonly labelIdentities: LabelIdentityAllocator;
   readonly cidrIdentities: CidrIdentityAllocator;
   readonly #parsed = new WeakMap<NetworkPolicy, ParsedPolicy>();
-  readonly #podFacts = new WeakMap<Pod, PodFacts>();
+  readonly #state: CompilerState;
 
   constructor(opts: PolicyCompilerOptions = {}) {
     const port = opts.l7ProxyPort ?? 0;
@@ -129,10 +83,11 @@ export class PolicyCompiler {
     this.hostAddresses = [...(opts.hostAddresses ?? [])];
     this.labelIdentities = opts.labelIdentities ?? new LabelIdentityAllocator();
     this.cidrIdentities = opts.cidrIdentities ?? new CidrIdentityAllocator();
+    this.#state = new CompilerState(this);
   }
 
   compile(snapshot: ClusterSnapshot): CompileResult {
-    return new Compilation(this, snapshot).run();
+    return this.#state.compile(snapshot);
   }
 
   /** @internal Parsed form of a policy, cached per object. */
@@ -143,34 +98,6 @@ export class PolicyCompiler {
     this.#parsed.set(np, p);
     return p;
   }
-
-  /**
-   * @internal What a compile needs of a pod that depends only on the Pod object and its
-   * Namespace object: cached per object pair, since informers hand out the same objects
-   * until they change, and recomputing 10k label-set keys would dominate a recompile.
-   */
-  podFacts(pod: Pod, namespace: string, ns: Namespace | undefined, nsLabels: Labels): PodFacts {
-    const hit = this.#podFacts.get(pod);
-    if (hit && hit.ns === ns) return hit;
-    const ips = podIpv4s(pod);
-    const facts: PodFacts = {
-      ns,
-      key: labelSetKey(identityLabels(namespace, pod.metadata.labels, nsLabels)),
-      ips,
-      cidrs: ips.map((ip) => `${formatIpv4(ip)}/32`),
-    };
-    this.#podFacts.set(pod, facts);
-    return facts;
-  }
-}
-
-interface PodFacts {
-  ns: Namespace | undefined;
-  /** Label-set key. */
-  key: string;
-  ips: number[];
-  /** `ip/32` of each of `ips`. */
-  cidrs: string[];
 }
 
 function namespaceOfKey(key: string): string {
@@ -204,32 +131,174 @@ function compareNum(a: number, b: number): number {
   return a - b;
 }
 
-/** One run of the compiler over one snapshot; all per-compile memos live here. */
-class Compilation {
-  readonly c: PolicyCompiler;
-  readonly s: ClusterSnapshot;
-  readonly problems: PolicyProblem[] = [];
-  readonly nsLabels = new Map<string, Labels>();
-  readonly groups = new Map<string, Group>();
-  readonly groupsByNs = new Map<string, Group[]>();
-  readonly groupsByPodLabel = new Map<string, Group[]>();
-  /** Every group, by identity. */
-  groupList: Group[] = [];
-  readonly pods: PodInfo[] = [];
-  readonly selectMemo = new Map<string, Group[]>();
-  readonly nsMemo = new Map<string, string[]>();
-  readonly overlayMemo = new Map<string, PendingOverlay['prefixes']>();
-  podsByIp: { ip: number; info: PodInfo }[] | undefined;
+/** Pods sharing one label set: the unit selectors and identities work on. */
+interface Group {
+  key: string;
+  id: number;
+  namespace: string;
+  podLabels: Labels;
+  nsLabels: Labels;
+  /** Member pods by pod key. */
+  members: Map<string, PodInfo>;
+  /** Bumped whenever a member joins, leaves or changes (named-port resolutions then stale). */
+  version: number;
+  /** Named-port resolutions over the members, by `protocol/name`, for `version`. */
+  named?: Map<string, NamedResolution>;
+}
 
-  constructor(c: PolicyCompiler, s: ClusterSnapshot) {
+interface NamedResolution {
+  uniform?: number;
+  perPod: [number, number][];
+}
+
+interface PodInfo {
+  /** `namespace/name`. */
+  key: string;
+  pod: Pod | undefined;
+  namespace: string;
+  /** IPv4 addresses as integers. */
+  ips: number[];
+  /** `ip/32` of each of `ips`. */
+  cidrs: string[];
+  group: Group;
+  /** Rank when two pods claim one IP: lower wins. */
+  rank: number;
+}
+
+/** A port spec resolved to numbers, with where it came from. */
+interface Allow {
+  protocol: number;
+  port: number;
+  endPort: number;
+  ruleId: number;
+  http: HttpRule[] | undefined;
+}
+
+/** Policy entries under construction, with their L7 rules. */
+interface Slot {
+  entry: PolicyEntry;
+  /** undefined = plain L3/L4 allow (no redirect). */
+  http: HttpRule[] | undefined;
+  ruleIds: Set<number>;
+}
+
+type OverlayPrefixes = { prefix: Prefix; members: string[]; allows: Allow[] }[];
+
+/**
+ * The groups one selector peer selects (NETPOL 8-10), sorted by identity. Kept across
+ * compiles and updated as groups come and go; `groups` is replaced, never mutated, and
+ * `version` changes with it.
+ */
+interface Selection {
+  policyNs: string;
+  podSelector: CompiledSelector | undefined;
+  namespaceSelector: CompiledSelector | undefined;
+  groups: Group[];
+  version: number;
+  /** Compile sequence number that last used it (unused ones are dropped). */
+  used: number;
+}
+
+/** What the entries of one endpoint and direction were computed from. */
+interface DirDeps {
+  info: PodInfo;
+  policies: ParsedPolicy[];
+  selections: [Selection, number][];
+  /** Groups whose named-port resolution was read, with their version. */
+  groups: [Group, number][];
+  /** `podsVersion` when every pod was read (named ports towards any peer or an ipBlock). */
+  pods: number | undefined;
+}
+
+/** The compiled entries of one endpoint and direction: a block of the sorted output. */
+interface DirResult {
+  deps: DirDeps;
+  /** `endpointId/direction/`: every entry key of the block starts with it. */
+  prefix: string;
+  /** CIDR identity set key of each overlay prefix ('' = no member: world). */
+  setKeys: string[];
+  /** The CIDR identity each set key had when the block was finished. */
+  cidrIds: number[];
+  policy: PolicyEntry[];
+  cidrs: CidrEntry[];
+  l7: L7Rules[];
+}
+
+/** A block being compiled: slots and overlay before CIDR identities are known. */
+interface PendingDir {
+  endpointId: number;
+  direction: Direction;
+  key: string;
+  deps: DirDeps;
+  slots: Map<string, Slot>;
+  prefixes: OverlayPrefixes;
+}
+
+const sameList = <T>(a: readonly T[], b: readonly T[]) =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
+function depsValid(d: DirDeps, info: PodInfo, active: readonly ParsedPolicy[], podsVersion: number): boolean {
+  return d.info === info && sameList(d.policies, active)
+    && (d.pods === undefined || d.pods === podsVersion)
+    && d.selections.every(([s, v]) => s.version === v)
+    && d.groups.every(([g, v]) => g.version === v);
+}
+
+function selects(sel: Selection, g: Group): boolean {
+  const nsOk = sel.namespaceSelector
+    ? sel.namespaceSelector.matches(g.nsLabels) : g.namespace === sel.policyNs;
+  return nsOk && (!sel.podSelector || sel.podSelector.matches(g.podLabels));
+}
+
+const byId = (a: Group, b: Group) => a.id - b.id;
+
+/**
+ * What the compiler keeps between compiles, all derived from the previous snapshot: pod
+ * and group state (updated from the objects that changed, compared by identity), the
+ * ipcache, selector matches, and the compiled block of every endpoint and direction with
+ * what it was computed from. A compile recomputes only the blocks whose inputs changed.
+ * `compile` returns exactly what a fresh compiler with the same allocator state would.
+ */
+class CompilerState {
+  readonly c: PolicyCompiler;
+  seq = 0;
+  nodeName: string | undefined;
+  readonly pods = new Map<string, Pod>();
+  readonly namespaces = new Map<string, Namespace>();
+  readonly nodes = new Map<string, Node>();
+  readonly nsLabels = new Map<string, Labels>();
+  /** Local endpoints of the previous compile by pod key, as an address signature. */
+  local = new Map<string, { sig: string; eps: LocalEndpoint[] }>();
+  readonly infos = new Map<string, PodInfo>();
+  readonly infosByNs = new Map<string, Set<string>>();
+  readonly groups = new Map<string, Group>();
+  groupList: Group[] = [];
+  readonly groupsByPodLabel = new Map<string, Group[]>();
+  /** Bumped whenever any pod's information changes. */
+  podsVersion = 0;
+  labelsSynced = false;
+  ipcache: IpcacheEntry[] = [];
+  ipcacheStale = true;
+  podsByIp: { ip: number; info: PodInfo }[] | undefined;
+  readonly selections = new Map<string, Selection>();
+  readonly parsed = new Map<string, ParsedPolicy>();
+  policiesByNs = new Map<string, ParsedPolicy[]>();
+  problems: PolicyProblem[] = [];
+  readonly dirs = new Map<string, DirResult>();
+  blocks: DirResult[] = [];
+  out: { policy: PolicyEntry[]; cidrs: CidrEntry[]; l7: L7Rules[] } = { policy: [], cidrs: [], l7: [] };
+  identities = new Map<number, Labels>();
+  identitiesFor: { groupsVersion: number; cidr: string } | undefined;
+  groupsVersion = 0;
+
+  constructor(c: PolicyCompiler) {
     this.c = c;
-    this.s = s;
   }
 
   labelsOfNamespace(name: string): Labels {
     let l = this.nsLabels.get(name);
     if (!l) {
-      const ns = this.s.namespaces.get(name);
+      const ns = this.namespaces.get(name);
       // NETPOL 12: the API server sets kubernetes.io/metadata.name on every namespace;
       // add it when an object arrives without it (or is not known yet).
       const own = ns?.metadata.labels ?? {};
@@ -239,35 +308,23 @@ class Compilation {
     return l;
   }
 
-  groupOf(key: string, namespace: string, podLabels: Labels, nsLabels: Labels): Group {
-    let g = this.groups.get(key);
-    if (!g) {
-      g = { key, id: 0, namespace, podLabels, nsLabels, members: [] };
-      this.groups.set(key, g);
+  compile(s: ClusterSnapshot): CompileResult {
+    this.seq++;
+    this.updatePods(s);
+    if (this.ipcacheStale) {
+      this.ipcache = this.buildIpcache();
+      this.ipcacheStale = false;
     }
-    return g;
-  }
-
-  run(): CompileResult {
-    const { s } = this;
-    const endpointInfo = this.collectPods();
-    this.indexGroups();
+    this.updatePolicies(s);
 
     const rules = new Map<number, RuleOrigin>();
-    const policiesByNs = new Map<string, ParsedPolicy[]>();
-    for (const key of [...s.policies.keys()].sort()) {
-      const p = this.c.parsed(key, s.policies.get(key)!);
-      this.problems.push(...p.problems);
-      let list = policiesByNs.get(p.namespace);
-      if (!list) policiesByNs.set(p.namespace, (list = []));
-      list.push(p);
-    }
-
-    const state: DatapathState = { endpoints: [], ipcache: [], policy: [], cidrs: [] };
     const summaries = new Map<number, EndpointPolicySummary>();
-    const pending: PendingOverlay[] = [];
-    for (const { ep, info } of endpointInfo) {
-      const selecting = (policiesByNs.get(ep.podNamespace) ?? []).filter((p) =>
+    const endpoints: EndpointEntry[] = [];
+    const used: (DirResult | PendingDir)[] = [];
+    const overlayMemo = new Map<string, OverlayPrefixes>();
+    for (const ep of s.endpoints) {
+      const info = this.infos.get(`${ep.podNamespace}/${ep.podName}`)!;
+      const selecting = (this.policiesByNs.get(ep.podNamespace) ?? []).filter((p) =>
         !p.podSelector || p.podSelector.matches(info.group.podLabels));
       const enforced: Record<Direction, boolean> = { ingress: false, egress: false };
       const names: Record<Direction, string[]> = { ingress: [], egress: [] };
@@ -278,17 +335,30 @@ class Compilation {
         // both ways, allowed only what policies selecting a label-less pod allow.
         enforced[dir] = active.length > 0 || info.pod === undefined;
         if (!enforced[dir]) continue;
-        const work = this.compileDirection(ep, info, dir, active, rules);
-        pending.push(work);
+        for (const p of active) {
+          for (const r of p.rules[dir]) {
+            if (!rules.has(r.ruleId)) {
+              rules.set(r.ruleId, { ruleId: r.ruleId, policy: p.key, direction: dir, ruleIndex: r.index });
+            }
+          }
+        }
+        const key = `${ep.endpointId}/${dir}/`;
+        const hit = this.dirs.get(key);
+        if (hit && depsValid(hit.deps, info, active, this.podsVersion)) {
+          for (const [sel] of hit.deps.selections) sel.used = this.seq;
+          used.push(hit);
+        } else {
+          used.push(this.compileDirection(ep, info, dir, active, key, overlayMemo));
+        }
       }
-      state.endpoints.push({
+      endpoints.push({
         ifindex: ep.ifindex,
         endpointId: ep.endpointId,
         identity: info.group.id,
         ipv4: ep.ipv4,
         ingressEnforced: enforced.ingress,
         egressEnforced: enforced.egress,
-      } satisfies EndpointEntry);
+      });
       summaries.set(ep.endpointId, {
         endpointId: ep.endpointId,
         pod: `${ep.podNamespace}/${ep.podName}`,
@@ -299,110 +369,160 @@ class Compilation {
         egressPolicies: names.egress,
       });
     }
+    for (const [k, sel] of this.selections) if (sel.used !== this.seq) this.selections.delete(k);
 
-    // CIDR identities, allocated once every endpoint's sets are known (sorted: determinism).
+    // CIDR identities, allocated once every endpoint's sets are known.
     const setKeys = new Set<string>();
-    for (const w of pending) for (const p of w.prefixes) if (p.members.length) setKeys.add(cidrSetKey(p.members));
-    const cidrIds = this.c.cidrIdentities.sync(setKeys);
-    const identities = new Map<number, Labels>();
-    for (const g of this.groups.values()) identities.set(g.id, this.c.labelIdentities.labelsOf(g.id)!);
-    for (const [k, id] of cidrIds) {
-      identities.set(id, Object.fromEntries(k.split(';').map((m) => [m, 'ipblock'])));
-    }
-
-    const l7: L7Rules[] = [];
-    for (const w of pending) {
-      for (const p of w.prefixes) {
-        const id = p.members.length ? cidrIds.get(cidrSetKey(p.members))! : IDENTITY_WORLD;
-        state.cidrs.push({ endpointId: w.endpointId, direction: w.direction, cidr: formatPrefix(p.prefix), identity: id });
-        if (id === IDENTITY_WORLD) continue;
-        for (const a of p.allows) this.addSlot(w.slots, w.endpointId, w.direction, id, a);
+    for (const u of used) {
+      if ('slots' in u) {
+        for (const p of u.prefixes) if (p.members.length) setKeys.add(cidrSetKey(p.members));
+      } else {
+        for (const k of u.setKeys) if (k) setKeys.add(k);
       }
-      this.finishSlots(w.slots, state.policy, l7);
+    }
+    const cidrIds = this.c.cidrIdentities.sync(setKeys);
+    // A kept block whose CIDR identities were renumbered is compiled again (a set in use
+    // keeps its number, so this is a safety net, not a path taken in practice).
+    for (let i = 0; i < used.length; i++) {
+      const u = used[i]!;
+      if ('slots' in u || u.setKeys.every((k, j) => !k || cidrIds.get(k) === u.cidrIds[j])) continue;
+      const ep = s.endpoints.find((e) => u.prefix.startsWith(`${e.endpointId}/`))!;
+      const dir = u.prefix.slice(u.prefix.indexOf('/') + 1, -1) as Direction;
+      used[i] = this.compileDirection(ep, u.deps.info, dir, u.deps.policies, u.prefix, overlayMemo);
+    }
+    const blocks = used.map((u) => ('slots' in u ? this.finish(u, cidrIds) : u));
+    this.dirs.clear();
+    for (const b of blocks) this.dirs.set(b.prefix, b);
+    // Entry keys start with the block prefix, and no prefix is a prefix of another
+    // (endpoint ids hold no '/'): sorted blocks concatenated are the sorted whole.
+    blocks.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
+    if (!sameList(blocks, this.blocks)) {
+      this.blocks = blocks;
+      this.out = {
+        policy: blocks.flatMap((b) => b.policy),
+        cidrs: blocks.flatMap((b) => b.cidrs),
+        l7: blocks.flatMap((b) => b.l7),
+      };
     }
 
-    state.ipcache = this.buildIpcache();
-    state.endpoints.sort((a, b) => a.ifindex - b.ifindex);
-    state.policy = sortByKey(state.policy, entryKey.policy);
-    state.cidrs = sortByKey(state.cidrs, entryKey.cidrs);
-    if (l7.length > 1) l7.splice(0, l7.length, ...sortByKey(l7, (e) => entryKey.policy(e as unknown as PolicyEntry)));
+    const cidrSig = [...cidrIds].map(([k, id]) => `${id}=${k}`).join('\n');
+    if (!this.identitiesFor || this.identitiesFor.groupsVersion !== this.groupsVersion
+      || this.identitiesFor.cidr !== cidrSig) {
+      const identities = new Map<number, Labels>();
+      for (const g of this.groupList) identities.set(g.id, this.c.labelIdentities.labelsOf(g.id)!);
+      for (const [k, id] of cidrIds) {
+        identities.set(id, Object.fromEntries(k.split(';').map((m) => [m, 'ipblock'])));
+      }
+      this.identities = identities;
+      this.identitiesFor = { groupsVersion: this.groupsVersion, cidr: cidrSig };
+    }
 
+    endpoints.sort((a, b) => a.ifindex - b.ifindex);
     const result: CompileResult = {
       revision: s.revision,
-      state,
+      state: { endpoints, ipcache: this.ipcache, policy: this.out.policy, cidrs: this.out.cidrs },
       rules,
       endpoints: summaries,
-      identities,
+      identities: this.identities,
       problems: this.problems,
     };
-    if (l7.length) result.l7 = l7;
+    if (this.out.l7.length) result.l7 = this.out.l7;
     return result;
   }
 
-  /** Groups every pod by label set, allocates label identities, picks local endpoints. */
-  collectPods(): { ep: LocalEndpoint; info: PodInfo }[] {
-    const { s } = this;
-    const local = new Map<string, LocalEndpoint[]>();
+  /** Parsed policies by namespace (sorted by key) and their problems, on change only. */
+  updatePolicies(s: ClusterSnapshot): void {
+    let changed = s.policies.size !== this.parsed.size;
+    for (const [key, np] of s.policies) {
+      const p = this.c.parsed(key, np);
+      if (this.parsed.get(key) !== p) {
+        changed = true;
+        this.parsed.set(key, p);
+      }
+    }
+    if (!changed) return;
+    for (const key of [...this.parsed.keys()]) if (!s.policies.has(key)) this.parsed.delete(key);
+    this.policiesByNs = new Map();
+    this.problems = [];
+    for (const key of [...this.parsed.keys()].sort()) {
+      const p = this.parsed.get(key)!;
+      this.problems.push(...p.problems);
+      let list = this.policiesByNs.get(p.namespace);
+      if (!list) this.policiesByNs.set(p.namespace, (list = []));
+      list.push(p);
+    }
+  }
+
+  /**
+   * Brings pod, group and identity state up to the snapshot: only pods whose object,
+   * namespace or local endpoints changed are looked at again.
+   */
+  updatePods(s: ClusterSnapshot): void {
+    const changed = new Set<string>();
+    if (s.nodeName !== this.nodeName) {
+      this.nodeName = s.nodeName;
+      this.ipcacheStale = true;
+    }
+    if (diffMap(this.nodes, s.nodes).length) this.ipcacheStale = true;
+    for (const name of diffMap(this.namespaces, s.namespaces)) {
+      this.nsLabels.delete(name);
+      for (const k of this.infosByNs.get(name) ?? []) changed.add(k);
+    }
+    for (const k of diffMap(this.pods, s.pods)) changed.add(k);
+    const local = new Map<string, { sig: string; eps: LocalEndpoint[] }>();
     for (const ep of s.endpoints) {
       const k = `${ep.podNamespace}/${ep.podName}`;
       const l = local.get(k);
-      if (l) l.push(ep); else local.set(k, [ep]);
+      if (l) {
+        l.eps.push(ep);
+        l.sig += `,${ep.ipv4}`;
+      } else local.set(k, { sig: `${ep.podNamespace}|${ep.ipv4}`, eps: [ep] });
     }
-    const infos = new Map<string, PodInfo>();
-    for (const [key, pod] of s.pods) {
-      // NETPOL 23: hostNetwork pods are neither subjects nor peers; their IP is the node's.
-      if (pod.spec?.hostNetwork) continue;
-      const eps = local.get(key);
-      // Terminated pods have released their IP, which may already belong to another pod
-      // (completed Job pods stay in the API with their old podIP). A local one that
-      // still has an endpoint holds its address until the CNI DEL.
-      const phase = pod.status?.phase;
-      if ((phase === 'Succeeded' || phase === 'Failed') && !eps) continue;
-      const namespace = pod.metadata.namespace ?? namespaceOfKey(key);
-      const nsLabels = this.labelsOfNamespace(namespace);
-      const facts = this.c.podFacts(pod, namespace, s.namespaces.get(namespace), nsLabels);
-      const group = this.groupOf(facts.key, namespace, pod.metadata.labels ?? {}, nsLabels);
-      let ips = facts.ips;
-      let cidrs = facts.cidrs;
-      if (eps) {
-        // The endpoint's address is authoritative for local pods (status may lag).
-        ips = [...new Set(eps.map((e) => parseIpv4(e.ipv4)).filter((n): n is number => n !== undefined))];
-        cidrs = ips.map((ip) => `${formatIpv4(ip)}/32`);
-      }
-      const rank = eps ? 0 : pod.metadata.deletionTimestamp ? 3 : phase === 'Running' ? 1 : 2;
-      const info: PodInfo = { key, pod, ips, cidrs, group, rank };
-      group.members.push(info);
-      this.pods.push(info);
-      if (eps) infos.set(key, info);
-    }
-    const out: { ep: LocalEndpoint; info: PodInfo }[] = [];
-    for (const ep of s.endpoints) {
-      const k = `${ep.podNamespace}/${ep.podName}`;
-      let info = infos.get(k);
-      if (!info) {
-        const nsLabels = this.labelsOfNamespace(ep.podNamespace);
-        const gk = labelSetKey(identityLabels(ep.podNamespace, {}, nsLabels));
-        const group = this.groupOf(gk, ep.podNamespace, {}, nsLabels);
-        const ip = parseIpv4(ep.ipv4);
-        const ips = ip === undefined ? [] : [ip];
-        info = { key: k, pod: undefined, ips, cidrs: ips.map((n) => `${formatIpv4(n)}/32`), group, rank: 0 };
-        group.members.push(info);
-        this.pods.push(info);
-        infos.set(k, info);
-      }
-      out.push({ ep, info });
-    }
-    const ids = this.c.labelIdentities.sync(this.groups.keys());
-    for (const g of this.groups.values()) g.id = ids.get(g.key)!;
-    return out;
-  }
+    for (const [k, l] of local) if (this.local.get(k)?.sig !== l.sig) changed.add(k);
+    for (const k of this.local.keys()) if (!local.has(k)) changed.add(k);
+    this.local = local;
 
-  indexGroups(): void {
-    this.groupList = [...this.groups.values()].sort((a, b) => a.id - b.id);
+    const touched = new Set<Group>();
+    const created = new Set<Group>();
+    for (const k of changed) {
+      const old = this.infos.get(k);
+      if (old) {
+        old.group.members.delete(k);
+        touched.add(old.group);
+        this.infos.delete(k);
+        this.infosByNs.get(old.namespace)?.delete(k);
+      }
+      const info = this.podInfo(k, this.pods.get(k), local.get(k)?.eps, created);
+      if (!info) continue;
+      info.group.members.set(k, info);
+      touched.add(info.group);
+      this.infos.set(k, info);
+      let set = this.infosByNs.get(info.namespace);
+      if (!set) this.infosByNs.set(info.namespace, (set = new Set()));
+      set.add(k);
+    }
+    if (changed.size) {
+      this.podsVersion++;
+      this.ipcacheStale = true;
+      this.podsByIp = undefined;
+    }
+    const removed: Group[] = [];
+    for (const g of touched) {
+      g.version++;
+      g.named = undefined;
+      if (g.members.size > 0) continue;
+      this.groups.delete(g.key);
+      if (!created.delete(g)) removed.push(g);
+    }
+    if (!removed.length && !created.size && this.labelsSynced) return;
+
+    const ids = this.c.labelIdentities.sync(this.groups.keys());
+    this.labelsSynced = true;
+    for (const g of this.groups.values()) g.id = ids.get(g.key)!;
+    this.groupsVersion++;
+    this.groupList = [...this.groups.values()].sort(byId);
+    this.groupsByPodLabel.clear();
     for (const g of this.groupList) {
-      let l = this.groupsByNs.get(g.namespace);
-      if (!l) this.groupsByNs.set(g.namespace, (l = []));
-      l.push(g);
       for (const [k, v] of Object.entries(g.podLabels)) {
         const ik = `${k}\u0000${v}`;
         let m = this.groupsByPodLabel.get(ik);
@@ -410,50 +530,86 @@ class Compilation {
         m.push(g);
       }
     }
-  }
-
-  /** Namespaces whose labels match a namespaceSelector (memoized). */
-  namespacesMatching(sel: CompiledSelector): string[] {
-    let out = this.nsMemo.get(sel.key);
-    if (!out) {
-      const names = new Set<string>([...this.s.namespaces.keys(), ...this.groupsByNs.keys()]);
-      out = [...names].filter((n) => sel.matches(this.labelsOfNamespace(n))).sort();
-      this.nsMemo.set(sel.key, out);
+    const gone = new Set(removed);
+    for (const sel of this.selections.values()) {
+      const add = [...created].filter((g) => selects(sel, g));
+      const keep = gone.size ? sel.groups.filter((g) => !gone.has(g)) : sel.groups;
+      if (!add.length && keep.length === sel.groups.length) continue;
+      sel.groups = add.length ? [...keep, ...add].sort(byId) : keep;
+      sel.version++;
     }
-    return out;
   }
 
-  /** Groups a selector peer selects (NETPOL 8-10), sorted by identity; memoized. */
-  selectGroups(policyNs: string, peer: Extract<ParsedPeer, { kind: 'select' }>): Group[] {
+  /** The compile's view of one pod (undefined: not a peer, not local). */
+  podInfo(key: string, pod: Pod | undefined, eps: LocalEndpoint[] | undefined, created: Set<Group>): PodInfo | undefined {
+    const phase = pod?.status?.phase;
+    // NETPOL 23: hostNetwork pods are neither subjects nor peers; their IP is the node's.
+    // Terminated pods have released their IP, which may already belong to another pod
+    // (completed Job pods stay in the API with their old podIP). A local one that still
+    // has an endpoint holds its address until the CNI DEL.
+    if (pod && !pod.spec?.hostNetwork && !((phase === 'Succeeded' || phase === 'Failed') && !eps)) {
+      const namespace = pod.metadata.namespace ?? namespaceOfKey(key);
+      const nsLabels = this.labelsOfNamespace(namespace);
+      const podLabels = pod.metadata.labels ?? {};
+      const group = this.groupOf(labelSetKey(identityLabels(namespace, podLabels, nsLabels)),
+        namespace, podLabels, nsLabels, created);
+      // The endpoint's address is authoritative for local pods (status may lag).
+      const ips = eps
+        ? [...new Set(eps.map((e) => parseIpv4(e.ipv4)).filter((n): n is number => n !== undefined))]
+        : podIpv4s(pod);
+      const rank = eps ? 0 : pod.metadata.deletionTimestamp ? 3 : phase === 'Running' ? 1 : 2;
+      return { key, pod, namespace, ips, cidrs: ips.map((ip) => `${formatIpv4(ip)}/32`), group, rank };
+    }
+    if (!eps) return undefined;
+    // A local endpoint whose pod is unknown (or not a policy subject): label-less.
+    const ep = eps[0]!;
+    const nsLabels = this.labelsOfNamespace(ep.podNamespace);
+    const group = this.groupOf(labelSetKey(identityLabels(ep.podNamespace, {}, nsLabels)),
+      ep.podNamespace, {}, nsLabels, created);
+    const ip = parseIpv4(ep.ipv4);
+    const ips = ip === undefined ? [] : [ip];
+    return { key, pod: undefined, namespace: ep.podNamespace, ips, cidrs: ips.map((n) => `${formatIpv4(n)}/32`), group, rank: 0 };
+  }
+
+  groupOf(key: string, namespace: string, podLabels: Labels, nsLabels: Labels, created: Set<Group>): Group {
+    let g = this.groups.get(key);
+    if (!g) {
+      g = { key, id: 0, namespace, podLabels, nsLabels, members: new Map(), version: 0 };
+      this.groups.set(key, g);
+      created.add(g);
+    }
+    return g;
+  }
+
+  /** The Selection of a selector peer (cached across compiles, see Selection). */
+  selection(policyNs: string, peer: Extract<ParsedPeer, { kind: 'select' }>): Selection {
     const nsPart = peer.namespaceSelector ? `ns:${peer.namespaceSelector.key}` : `in:${policyNs}`;
     const memoKey = `${nsPart}\u0001${peer.podSelector?.key ?? '*'}`;
-    let out = this.selectMemo.get(memoKey);
-    if (out) return out;
-    const namespaces = peer.namespaceSelector
-      ? this.namespacesMatching(peer.namespaceSelector) : [policyNs];
-    const ps = peer.podSelector;
-    out = [];
-    if (ps && ps.required.length > 0) {
-      // Index: the smallest candidate list among the pairs every match must carry.
-      let cands: Group[] | undefined;
-      for (const [k, v] of ps.required) {
-        const l = this.groupsByPodLabel.get(`${k}\u0000${v}`) ?? [];
-        if (!cands || l.length < cands.length) cands = l;
+    let sel = this.selections.get(memoKey);
+    if (!sel) {
+      sel = {
+        policyNs, podSelector: peer.podSelector, namespaceSelector: peer.namespaceSelector,
+        groups: [], version: 0, used: this.seq,
+      };
+      const ps = peer.podSelector;
+      let cands: Group[] = this.groupList;
+      if (ps && ps.required.length > 0) {
+        // Index: the smallest candidate list among the pairs every match must carry.
+        for (const [k, v] of ps.required) {
+          const l = this.groupsByPodLabel.get(`${k}\u0000${v}`) ?? [];
+          if (l.length < cands.length) cands = l;
+        }
       }
-      const nsSet = new Set(namespaces);
-      out = cands!.filter((g) => nsSet.has(g.namespace) && ps.matches(g.podLabels));
-    } else {
-      for (const n of namespaces) {
-        for (const g of this.groupsByNs.get(n) ?? []) if (!ps || ps.matches(g.podLabels)) out.push(g);
-      }
-      if (namespaces.length > 1) out.sort((a, b) => a.id - b.id);
+      const s = sel;
+      sel.groups = cands.filter((g) => selects(s, g));
+      this.selections.set(memoKey, sel);
     }
-    this.selectMemo.set(memoKey, out);
-    return out;
+    sel.used = this.seq;
+    return sel;
   }
 
   /** Resolution of a named port over the pods of a group (NETPOL 17), memoized. */
-  resolveGroup(g: Group, name: string, protoName: string): { uniform?: number; perPod: [number, number][] } {
+  resolveGroup(g: Group, name: string, protoName: string): NamedResolution {
     const mk = `${protoName}/${name}`;
     if (!g.named) g.named = new Map();
     let r = g.named.get(mk);
@@ -461,7 +617,8 @@ class Compilation {
     const perPod: [number, number][] = [];
     let uniform: number | undefined;
     let mixed = false;
-    for (const m of g.members) {
+    for (const k of [...g.members.keys()].sort()) {
+      const m = g.members.get(k)!;
       if (m.ips.length === 0) continue;
       const port = resolveNamedPort(m.pod, name, protoName);
       if (port === undefined) mixed = true;
@@ -479,8 +636,8 @@ class Compilation {
   /** Pods whose IP is inside a prefix (sorted index built on first use). */
   podsIn(p: Prefix): { ip: number; info: PodInfo }[] {
     if (!this.podsByIp) {
-      this.podsByIp = this.pods.flatMap((info) => info.ips.map((ip) => ({ ip, info })))
-        .sort((a, b) => a.ip - b.ip);
+      this.podsByIp = [...this.infos.values()].flatMap((info) => info.ips.map((ip) => ({ ip, info })))
+        .sort((a, b) => a.ip - b.ip || (a.info.key < b.info.key ? -1 : a.info.key > b.info.key ? 1 : 0));
     }
     const arr = this.podsByIp;
     let lo = 0;
@@ -496,35 +653,31 @@ class Compilation {
   }
 
   compileDirection(
-    ep: LocalEndpoint, info: PodInfo, dir: Direction, active: ParsedPolicy[],
-    rules: Map<number, RuleOrigin>,
-  ): PendingOverlay {
+    ep: LocalEndpoint, info: PodInfo, dir: Direction, active: ParsedPolicy[], key: string,
+    overlayMemo: Map<string, OverlayPrefixes>,
+  ): PendingDir {
+    const deps: DirDeps = { info, policies: active, selections: [], groups: [], pods: undefined };
     const slots = new Map<string, Slot>();
     const elements: CidrElement<Allow>[] = [];
     for (const p of active) {
-      for (const r of p.rules[dir]) {
-        if (!rules.has(r.ruleId)) {
-          rules.set(r.ruleId, { ruleId: r.ruleId, policy: p.key, direction: dir, ruleIndex: r.index });
-        }
-        this.compileRule(ep, info, dir, p, r, slots, elements);
-      }
+      for (const r of p.rules[dir]) this.compileRule(ep, info, dir, p, r, slots, elements, deps);
     }
-    let prefixes: PendingOverlay['prefixes'] = [];
+    let prefixes: OverlayPrefixes = [];
     if (elements.length) {
       const sig = JSON.stringify(elements.map((e) => [e.member, e.ports]));
-      const hit = this.overlayMemo.get(sig);
+      const hit = overlayMemo.get(sig);
       if (hit) prefixes = hit;
       else {
         prefixes = computeOverlay(elements).map((o) => ({ prefix: o.prefix, members: o.members, allows: o.ports }));
-        this.overlayMemo.set(sig, prefixes);
+        overlayMemo.set(sig, prefixes);
       }
     }
-    return { endpointId: ep.endpointId, direction: dir, slots, prefixes };
+    return { endpointId: ep.endpointId, direction: dir, key, deps, slots, prefixes };
   }
 
   compileRule(
     ep: LocalEndpoint, info: PodInfo, dir: Direction, p: ParsedPolicy, r: ParsedRule,
-    slots: Map<string, Slot>, elements: CidrElement<Allow>[],
+    slots: Map<string, Slot>, elements: CidrElement<Allow>[], deps: DirDeps,
   ): void {
     if (!r.ports) return;
     const id = ep.endpointId;
@@ -549,6 +702,7 @@ class Compilation {
       ({ protocol: spec.protocol, port, endPort: port, ruleId: r.ruleId, http: spec.http });
     /** Egress named ports towards one group: one entry if uniform, else per-pod /32s. */
     const namedToGroup = (g: Group) => {
+      deps.groups.push([g, g.version]);
       for (const spec of named) {
         const res = this.resolveGroup(g, spec.name, spec.protoName);
         if (res.uniform !== undefined) this.addSlot(slots, id, dir, g.id, namedAllow(spec, res.uniform));
@@ -562,12 +716,17 @@ class Compilation {
       for (const a of numeric) this.addSlot(slots, id, dir, IDENTITY_ANY, a);
       // A named port towards "any peer" can only mean pods: non-pod addresses have no
       // container ports, so they match nothing.
-      if (named.length) for (const g of this.groupList) namedToGroup(g);
+      if (named.length) {
+        deps.pods = this.podsVersion;
+        for (const g of this.groupList) namedToGroup(g);
+      }
       return;
     }
     for (const peer of r.peers) {
       if (peer.kind === 'select') {
-        for (const g of this.selectGroups(p.namespace, peer)) {
+        const sel = this.selection(p.namespace, peer);
+        deps.selections.push([sel, sel.version]);
+        for (const g of sel.groups) {
           for (const a of numeric) this.addSlot(slots, id, dir, g.id, a);
           if (named.length) namedToGroup(g);
         }
@@ -576,6 +735,7 @@ class Compilation {
       if (numeric.length) {
         elements.push({ member: peer.member, prefix: peer.prefix, excepts: peer.excepts, ports: numeric });
       }
+      if (named.length) deps.pods = this.podsVersion;
       for (const spec of named) {
         for (const { ip, info: pi } of this.podsIn(peer.prefix)) {
           if (peer.excepts.some((x) => prefixContainsAddr(x, ip))) continue;
@@ -609,45 +769,35 @@ class Compilation {
     }
   }
 
-  /**
-   * Emits the entries of one endpoint and direction. A redirecting entry fully covered by
-   * a plain allow (same or any peer, same or any protocol, a port range containing its
-   * own) loses its redirect: the union of "these requests" and "everything" is everything.
-   */
-  finishSlots(slots: Map<string, Slot>, policy: PolicyEntry[], l7: L7Rules[]): void {
-    const plain: PolicyEntry[] = [];
-    let redirects = false;
-    for (const s of slots.values()) {
-      if (s.http) redirects = true;
-      else plain.push(s.entry);
+  /** Turns a pending block into sorted entries, given the CIDR identities. */
+  finish(w: PendingDir, cidrIds: ReadonlyMap<string, number>): DirResult {
+    const cidrs: CidrEntry[] = [];
+    const setKeys: string[] = [];
+    const ids: number[] = [];
+    for (const p of w.prefixes) {
+      const k = p.members.length ? cidrSetKey(p.members) : '';
+      const id = k ? cidrIds.get(k)! : IDENTITY_WORLD;
+      setKeys.push(k);
+      ids.push(id);
+      cidrs.push({ endpointId: w.endpointId, direction: w.direction, cidr: formatPrefix(p.prefix), identity: id });
+      if (id === IDENTITY_WORLD) continue;
+      for (const a of p.allows) this.addSlot(w.slots, w.endpointId, w.direction, id, a);
     }
-    for (const s of slots.values()) {
-      const e = s.entry;
-      if (s.http && redirects) {
-        const covered = plain.some((q) =>
-          (q.peer === IDENTITY_ANY || q.peer === e.peer)
-          && (q.protocol === PROTO_ANY || (q.protocol === e.protocol
-            && (q.port === 0 || (e.port !== 0 && q.port <= e.port && e.endPort <= q.endPort)))));
-        if (covered) {
-          e.proxyPort = 0;
-          s.http = undefined;
-        }
-      }
-      policy.push(e);
-      if (s.http) {
-        l7.push({
-          endpointId: e.endpointId, direction: e.direction, peer: e.peer, protocol: e.protocol,
-          port: e.port, endPort: e.endPort, proxyPort: e.proxyPort,
-          ruleIds: [...s.ruleIds].sort(compareNum), http: s.http,
-        });
-      }
-    }
+    const policy: PolicyEntry[] = [];
+    const l7: L7Rules[] = [];
+    finishSlots(w.slots, policy, l7);
+    return {
+      deps: w.deps, prefix: w.key, setKeys, cidrIds: ids,
+      policy: sortByKey(policy, entryKey.policy),
+      cidrs: sortByKey(cidrs, entryKey.cidrs),
+      l7: l7.length > 1 ? sortByKey(l7, (e) => entryKey.policy(e as unknown as PolicyEntry)) : l7,
+    };
   }
 
   /** Pod IPs -> label identity; node addresses -> host / remote-node. */
   buildIpcache(): IpcacheEntry[] {
     const byIp = new Map<number, PodInfo>();
-    for (const info of this.pods) {
+    for (const info of this.infos.values()) {
       for (const ip of info.ips) {
         const cur = byIp.get(ip);
         if (!cur || info.rank < cur.rank || (info.rank === cur.rank && info.key < cur.key)) {
@@ -662,8 +812,8 @@ class Compilation {
       if (n === undefined || nodes.get(n) === IDENTITY_HOST) return;
       nodes.set(n, id);
     };
-    for (const [name, n] of this.s.nodes) {
-      const id = name === this.s.nodeName ? IDENTITY_HOST : IDENTITY_REMOTE_NODE;
+    for (const [name, n] of this.nodes) {
+      const id = name === this.nodeName ? IDENTITY_HOST : IDENTITY_REMOTE_NODE;
       for (const a of n.status?.addresses ?? []) {
         if (a.type === 'InternalIP' || a.type === 'ExternalIP') node(a.address, id);
       }
@@ -684,6 +834,65 @@ class Compilation {
       }
     }
     return out;
+  }
+}
+
+/**
+ * Brings `mine` (the objects last seen) to `theirs`, comparing objects by identity (a
+ * changed object is a new object); returns the keys that changed.
+ */
+function diffMap<T>(mine: Map<string, T>, theirs: ReadonlyMap<string, T>): string[] {
+  const out: string[] = [];
+  for (const [k, v] of theirs) {
+    if (mine.get(k) !== v) {
+      out.push(k);
+      mine.set(k, v);
+    }
+  }
+  // Every key of `theirs` is in `mine` now: a larger `mine` holds deleted ones.
+  if (mine.size !== theirs.size) {
+    for (const k of [...mine.keys()]) {
+      if (!theirs.has(k)) {
+        mine.delete(k);
+        out.push(k);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Emits the entries of one endpoint and direction. A redirecting entry fully covered by
+ * a plain allow (same or any peer, same or any protocol, a port range containing its
+ * own) loses its redirect: the union of "these requests" and "everything" is everything.
+ */
+function finishSlots(slots: Map<string, Slot>, policy: PolicyEntry[], l7: L7Rules[]): void {
+  const plain: PolicyEntry[] = [];
+  let redirects = false;
+  for (const s of slots.values()) {
+    if (s.http) redirects = true;
+    else plain.push(s.entry);
+  }
+  for (const s of slots.values()) {
+    const e = s.entry;
+    if (s.http && redirects) {
+      const covered = plain.some((q) =>
+        (q.peer === IDENTITY_ANY || q.peer === e.peer)
+        && (q.protocol === PROTO_ANY || (q.protocol === e.protocol
+          && (q.port === 0 || (e.port !== 0 && q.port <= e.port && e.endPort <= q.endPort)))));
+      if (covered) {
+        e.proxyPort = 0;
+        s.http = undefined;
+      }
+    }
+    policy.push(e);
+    if (s.http) {
+      l7.push({
+        endpointId: e.endpointId, direction: e.direction, peer: e.peer, protocol: e.protocol,
+        port: e.port, endPort: e.endPort, proxyPort: e.proxyPort,
+        ruleIds: [...s.ruleIds].sort(compareNum), http: s.http,
+      });
+    }
   }
 }
 
