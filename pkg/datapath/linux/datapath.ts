@@ -31,6 +31,9 @@ import {
   type Direction, type DropReason, type FlowEvent,
 } from '../types.ts';
 import { EventHub } from './events.ts';
+import { LinuxServiceMaps } from './services.ts';
+import type { NatEntry } from '../service-codec.ts';
+import type { ServiceCounters, ServiceEntry } from '../types.ts';
 import { run, runOk } from './exec.ts';
 import {
   allMaps, checkPinnedShapes, deleteMany, ensureBpffs, openPinned, readAll, setMany, type MapName,
@@ -98,6 +101,8 @@ export class LinuxDatapath implements Datapath {
   private maps = new Map<MapName, RawMap>();
   private events_?: RawQueueMap;
   private policyIndex = new PolicyKeyIndex();
+  /** ClusterIP translation maps (bpf/lib/service.h, docs/services.md). */
+  private services?: LinuxServiceMaps;
   private initialized?: Promise<void>;
   private closed = false;
   /** Serializes apply/attach/detach: each one sees the previous one's result. */
@@ -191,6 +196,8 @@ export class LinuxDatapath implements Datapath {
   }
 
   private openMaps(): void {
+    this.services = new LinuxServiceMaps(join(this.dir, 'maps'));
+    this.services.open();
     for (const name of allMaps) {
       const ref = openPinned(join(this.dir, 'maps'), name, this.dir);
       this.refs.set(name, ref);
@@ -200,6 +207,8 @@ export class LinuxDatapath implements Datapath {
   }
 
   private closeMaps(): void {
+    this.services?.close();
+    this.services = undefined;
     for (const ref of this.refs.values()) {
       try { ref.close(); } catch { /* already closed */ }
     }
@@ -330,6 +339,33 @@ export class LinuxDatapath implements Datapath {
   async conntrack(): Promise<CtEntry[]> {
     await this.init();
     return [...readAll(this.map('conntrack'))].map(([k, v]) => decodeCt(k, v));
+  }
+
+  // ---- services (docs/services.md) -------------------------------------------------------
+
+  /** Makes the translated ClusterIP frontends exactly `services` (add before delete). */
+  applyServices(services: readonly ServiceEntry[]): Promise<void> {
+    return this.serialize(async () => {
+      await this.init();
+      this.services!.apply(services);
+    });
+  }
+
+  /** The frontends as applied (rebuilt from the maps after a restart). */
+  async dumpServices(): Promise<ServiceEntry[]> {
+    await this.init();
+    return this.services!.entries();
+  }
+
+  /** The translation table (inspection and tests). */
+  async serviceNat(): Promise<NatEntry[]> {
+    await this.init();
+    return this.services!.nat();
+  }
+
+  async serviceCounters(): Promise<ServiceCounters> {
+    await this.init();
+    return this.services!.counters(this.helper);
   }
 
   // ---- attach / detach -----------------------------------------------------------------
