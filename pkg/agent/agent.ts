@@ -57,7 +57,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   await mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
 
   const datapath = seams.datapath
-    ?? await createDatapath({ kind: opts.datapath, bpffsRoot: opts.bpffsRoot, log });
+    ?? await createDatapath({ kind: opts.datapath, bpffsRoot: opts.bpffsRoot, log, attach: opts.attach });
   try {
     await datapath.init();
   } catch (err) {

@@ -21,6 +21,8 @@ export interface AgentOptions {
   bpffsRoot: string;
   /** `linux` (default) enforces; `none` records entries in memory only (tests before the datapath landed). */
   datapath: 'linux' | 'memory' | 'none';
+  /** How the linux datapath attaches to pod veths: tcx (default; clsact where the kernel has none) or clsact. */
+  attach?: 'tcx' | 'clsact';
   mtu?: number;
   realizeTimeoutMs: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -51,6 +53,7 @@ options:
   --realize-timeout-ms N how long CNI ADD waits for the endpoint's policy (default 60000)
   --datapath linux|memory|none
                          linux (default) loads and enforces; memory and none are for tests
+  --attach tcx|clsact    how programs attach to pod veths (default tcx; see docs/cni.md)
   --log-level debug|info|warn|error
   --health-port N        TCP port for /healthz, /readyz, /metrics (default 9876)
   --health-bind-address A
@@ -84,6 +87,7 @@ const OPTIONS = {
   'pending-del-dir': { type: 'string' },
   'bpffs-root': { type: 'string' },
   datapath: { type: 'string' },
+  attach: { type: 'string' },
   mtu: { type: 'string' },
   'realize-timeout-ms': { type: 'string' },
   'log-level': { type: 'string' },
@@ -151,6 +155,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     'pending-del-dir': str('pending-del-dir'),
     'bpffs-root': str('bpffs-root'),
     datapath: str('datapath'),
+    attach: str('attach'),
     mtu: str('mtu'),
     'realize-timeout-ms': str('realize-timeout-ms'),
     'log-level': str('log-level'),
@@ -175,6 +180,8 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
   if (datapath !== 'linux' && datapath !== 'memory' && datapath !== 'none') {
     throw new UsageError('--datapath must be linux, memory or none');
   }
+  const attach = values.attach ?? 'tcx';
+  if (attach !== 'tcx' && attach !== 'clsact') throw new UsageError('--attach must be tcx or clsact');
   const logLevel = values['log-level'] ?? 'info';
   if (logLevel !== 'debug' && logLevel !== 'info' && logLevel !== 'warn' && logLevel !== 'error') {
     throw new UsageError('--log-level must be debug, info, warn or error');
@@ -200,6 +207,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     pendingDelDir: values['pending-del-dir'] ?? `${apiSocket.slice(0, apiSocket.lastIndexOf('/'))}/pending-del`,
     bpffsRoot: values['bpffs-root'] ?? '/sys/fs/bpf',
     datapath,
+    attach,
     mtu: int(values.mtu, '--mtu', 68, 65535),
     realizeTimeoutMs: int(values['realize-timeout-ms'], '--realize-timeout-ms', 1, 3_600_000) ?? 60_000,
     logLevel,

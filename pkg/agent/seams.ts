@@ -65,6 +65,8 @@ export interface DatapathFactoryOptions {
   kind: 'linux' | 'memory' | 'none';
   bpffsRoot: string;
   log: LogFn;
+  /** linux only: attach with clsact even where tcx exists. */
+  attach?: 'tcx' | 'clsact';
 }
 
 /** Builds the datapath chosen on the command line (not yet initialized). */
@@ -79,5 +81,5 @@ export async function createDatapath(o: DatapathFactoryOptions): Promise<Datapat
   if (typeof Ctor !== 'function') {
     throw new Error(`datapath ${o.kind}: pkg/${rels[0]} does not export ${o.kind === 'linux' ? 'LinuxDatapath' : 'MemoryDatapath'}`);
   }
-  return new Ctor({ bpffsRoot: o.bpffsRoot, log: o.log });
+  return new Ctor({ bpffsRoot: o.bpffsRoot, log: o.log, forceClsact: o.attach === 'clsact' });
 }

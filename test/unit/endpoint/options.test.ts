@@ -6,8 +6,12 @@ describe('palisade-agent options', () => {
     expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24'])).toMatchObject({
       mode: 'standalone', nodeName: 'n', podCidr: '10.1.0.0/24', stateDir: '/var/lib/palisade',
       apiSocket: '/var/run/palisade/cni.sock', pendingDelDir: '/var/run/palisade/pending-del',
-      bpffsRoot: '/sys/fs/bpf', datapath: 'linux', realizeTimeoutMs: 60000,
+      bpffsRoot: '/sys/fs/bpf', datapath: 'linux', attach: 'tcx', realizeTimeoutMs: 60000, logLevel: 'info',
     });
+  });
+  it('--attach clsact and --log-level debug', () => {
+    expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--attach', 'clsact',
+      '--log-level', 'debug'])).toMatchObject({ attach: 'clsact', logLevel: 'debug' });
   });
   it('the pending-DEL spool follows the socket', () => {
     expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24',
@@ -31,6 +35,8 @@ describe('palisade-agent options', () => {
     ['a relative state dir', ['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--state-dir', 'x'], /absolute/],
     ['an unknown flag', ['--standalone', '--frob'], /frob/],
     ['a bad datapath', ['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--datapath', 'x'], /--datapath/],
+    ['a bad attach mode', ['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--attach', 'xdp'], /--attach must be tcx or clsact/],
+    ['a bad log level', ['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--log-level', 'trace'], /--log-level/],
     ['a bad mtu', ['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--mtu', '9'], /--mtu/],
   ] as const) {
     it(`rejects ${name}`, () => {
