@@ -14,6 +14,12 @@
  *       the kernel has no tcx, so the caller can fall back to clsact.
  *   palisade-bpf detach LINK_PIN
  *       Detaches and unpins the link; succeeds when it is already gone.
+ *   palisade-bpf tc-attach IFINDEX ingress|egress PROG_PIN [HOOK PROG_PIN]
+ *       clsact attachment through libbpf's netlink (bpf_tc_*): adds the clsact qdisc
+ *       when missing and replaces the direct-action filter at priority 1, handle 1 (the
+ *       same filter `tc filter replace ... prio 1 handle 1 bpf da pinned PROG` makes).
+ *   palisade-bpf tc-detach IFINDEX ingress|egress [HOOK]
+ *       Removes those filters; succeeds when they or the interface are gone.
  *   palisade-bpf gc-links DIR
  *       Unpins every tcx link in DIR whose interface is gone (a pod deleted without a
  *       detach); prints how many. A defunct link still holds its program.
@@ -26,6 +32,15 @@
  *   palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT
  *       BPF_PROG_TEST_RUN with the frame in DATA_FILE and skb->ifindex = IFINDEX;
  *       prints "RETVAL DURATION_NS" (the kernel's average per run).
+ *   palisade-bpf serve
+ *       The agent's persistent helper: reads requests "ID COMMAND ARGS..." one per line
+ *       on stdin (COMMAND one of attach, detach, tc-attach, tc-detach, gc-links, ifname,
+ *       info, with the arguments above; no argument contains whitespace) and answers
+ *       each with one
+ *       line "ID STATUS TEXT" on stdout, where STATUS is the exit status the command
+ *       would have had and TEXT its output (status 0) or error line. Requests run
+ *       concurrently, one thread each, so answers may come out of order. Exits when
+ *       stdin closes, after the requests in flight are answered.
  *
  * Why native code: tcx needs BPF_LINK_CREATE with BPF_TCX_{INGRESS,EGRESS}, which
  * neither bpftool 7.1 nor iproute2 6.1 knows, and loading through libbpf lets both
@@ -33,6 +48,8 @@
  * Errors go to stderr as one line: "palisade-bpf: <step>: <cause>".
  */
 #include <dirent.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -56,18 +73,51 @@
 
 #define EXIT_NO_TCX 3
 
+/*
+ * What a command prints, per thread: `g_out` is its result (stdout in the CLI), `g_err`
+ * its one error line (stderr). The CLI and the server print them each their own way.
+ */
+static __thread char g_out[4096];
+static __thread char g_err[1024];
+
+static void outf(const char *fmt, ...)
+{
+	size_t n = strlen(g_out);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(g_out + n, sizeof(g_out) - n, fmt, ap);
+	va_end(ap);
+}
+
+static void errf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(g_err, sizeof(g_err), fmt, ap);
+	va_end(ap);
+}
+
 static int fail(const char *step, int err)
 {
-	fprintf(stderr, "palisade-bpf: %s: %s\n", step, strerror(err < 0 ? -err : err));
+	errf("palisade-bpf: %s: %s", step, strerror(err < 0 ? -err : err));
 	return 1;
 }
 
 static int silent_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
+	char msg[1024];
+
 	/* libbpf's own log (verifier output included) only on warnings, to stderr. */
-	if (level == LIBBPF_WARN)
-		return vfprintf(stderr, fmt, args);
-	return 0;
+	if (level != LIBBPF_WARN)
+		return 0;
+	vsnprintf(msg, sizeof(msg), fmt, args);
+	/* The kernel's words for outcomes tc-attach/tc-detach expect (clsact already
+	 * there, filter already gone): not worth a line in the agent's log. */
+	if (strstr(msg, "Exclusivity flag on") || strstr(msg, "Cannot find specified filter chain"))
+		return 0;
+	return fputs(msg, stderr);
 }
 
 static int cmd_load(const char *obj_path, const char *prog_pin, const char *maps_dir)
@@ -91,7 +141,7 @@ static int cmd_load(const char *obj_path, const char *prog_pin, const char *maps
 	prog = bpf_object__next_program(obj, NULL);
 	if (!prog || bpf_object__next_program(obj, prog)) {
 		bpf_object__close(obj);
-		fprintf(stderr, "palisade-bpf: loading object: expected exactly one program\n");
+		errf("palisade-bpf: loading object: expected exactly one program");
 		return 1;
 	}
 	fd = bpf_program__fd(prog);
@@ -108,7 +158,7 @@ static int cmd_load(const char *obj_path, const char *prog_pin, const char *maps
 		return fail("pinning program", err);
 	}
 	err = bpf_obj_get_info_by_fd(fd, &info, &len);
-	printf("%u\n", err ? 0 : info.id);
+	outf("%u\n", err ? 0 : info.id);
 	bpf_object__close(obj);
 	return 0;
 }
@@ -207,7 +257,7 @@ static int cmd_attach(int ifindex, const char *hook, const char *prog_pin, const
 		/* EINVAL: unknown attach type (kernel < 6.6); EOPNOTSUPP/ENOTSUPP (524): no
 		 * tcx in this build. The caller falls back to clsact. */
 		if (err == EINVAL || err == EOPNOTSUPP || err == 524) {
-			fprintf(stderr, "palisade-bpf: creating tcx link: %s\n", strerror(err));
+			errf("palisade-bpf: creating tcx link: %s", strerror(err));
 			return EXIT_NO_TCX;
 		}
 		return fail("creating tcx link", err);
@@ -222,6 +272,59 @@ static int cmd_attach(int ifindex, const char *hook, const char *prog_pin, const
 	}
 	close(link_fd);
 	close(prog_fd);
+	return 0;
+}
+
+static int tc_hook_of(const char *hook, enum bpf_tc_attach_point *ap)
+{
+	if (!strcmp(hook, "ingress"))
+		*ap = BPF_TC_INGRESS;
+	else if (!strcmp(hook, "egress"))
+		*ap = BPF_TC_EGRESS;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Why clsact from here rather than `tc`: one request to the persistent helper instead
+ * of three process starts, and no RCU grace period in the kernel (a tcx attach waits
+ * for two per hook while holding the RTNL lock).
+ */
+static int cmd_tc_attach(int ifindex, const char *hook, const char *prog_pin)
+{
+	LIBBPF_OPTS(bpf_tc_hook, h, .ifindex = ifindex);
+	LIBBPF_OPTS(bpf_tc_opts, o, .handle = 1, .priority = 1, .flags = BPF_TC_F_REPLACE);
+	int prog_fd, err;
+
+	if (tc_hook_of(hook, &h.attach_point))
+		return fail("parsing hook", EINVAL);
+	prog_fd = bpf_obj_get(prog_pin);
+	if (prog_fd < 0)
+		return fail("opening program pin", errno);
+	err = bpf_tc_hook_create(&h);
+	if (err && err != -EEXIST) {
+		close(prog_fd);
+		return fail("adding clsact", err);
+	}
+	o.prog_fd = prog_fd;
+	err = bpf_tc_attach(&h, &o);
+	close(prog_fd);
+	return err ? fail("attaching clsact filter", err) : 0;
+}
+
+static int cmd_tc_detach(int ifindex, const char *hook)
+{
+	LIBBPF_OPTS(bpf_tc_hook, h, .ifindex = ifindex);
+	LIBBPF_OPTS(bpf_tc_opts, o, .handle = 1, .priority = 1);
+	int err;
+
+	if (tc_hook_of(hook, &h.attach_point))
+		return fail("parsing hook", EINVAL);
+	err = bpf_tc_detach(&h, &o);
+	/* No filter, no qdisc or no interface: nothing left to detach. */
+	if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL)
+		return fail("detaching clsact filter", err);
 	return 0;
 }
 
@@ -248,7 +351,7 @@ static int cmd_gc_links(const char *dir)
 	DIR *d = opendir(dir);
 
 	if (!d)
-		return errno == ENOENT ? (printf("0\n"), 0) : fail("opening links dir", errno);
+		return errno == ENOENT ? (outf("0\n"), 0) : fail("opening links dir", errno);
 	while ((de = readdir(d))) {
 		struct tcx_link_info li = {};
 		__u32 len = sizeof(li);
@@ -267,7 +370,7 @@ static int cmd_gc_links(const char *dir)
 		close(fd);
 	}
 	closedir(d);
-	printf("%d\n", removed);
+	outf("%d\n", removed);
 	return 0;
 }
 
@@ -277,7 +380,7 @@ static int cmd_ifname(int ifindex)
 
 	if (!if_indextoname(ifindex, name))
 		return fail("resolving ifindex", errno);
-	printf("%s\n", name);
+	outf("%s\n", name);
 	return 0;
 }
 
@@ -301,7 +404,7 @@ static int cmd_info(const char *prog_pin)
 	clock_gettime(CLOCK_BOOTTIME, &boot);
 	loaded_ms = (real.tv_sec * 1000LL + real.tv_nsec / 1000000) -
 		    ((boot.tv_sec * 1000000000LL + boot.tv_nsec - (long long)info.load_time) / 1000000);
-	printf("%u %lld\n", info.id, loaded_ms);
+	outf("%u %lld\n", info.id, loaded_ms);
 	return 0;
 }
 
@@ -384,18 +487,19 @@ static void usage(void)
 		"usage: palisade-bpf load OBJ PROG_PIN MAPS_DIR\n"
 		"       palisade-bpf attach IFINDEX ingress|egress PROG_PIN LINK_PIN [HOOK PROG_PIN LINK_PIN]\n"
 		"       palisade-bpf detach LINK_PIN\n"
+		"       palisade-bpf tc-attach IFINDEX ingress|egress PROG_PIN [HOOK PROG_PIN]\n"
+		"       palisade-bpf tc-detach IFINDEX ingress|egress [HOOK]\n"
 		"       palisade-bpf gc-links DIR\n"
 		"       palisade-bpf ifname IFINDEX\n"
 		"       palisade-bpf counters MAP_PIN\n"
 		"       palisade-bpf info PROG_PIN\n"
-		"       palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT\n");
+		"       palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT\n"
+		"       palisade-bpf serve\n");
 }
 
-int main(int argc, char **argv)
+/* The commands the server runs; -1 when argv is not one of them. */
+static int dispatch_shared(int argc, char **argv)
 {
-	libbpf_set_print(silent_print);
-	if (argc == 5 && !strcmp(argv[1], "load"))
-		return cmd_load(argv[2], argv[3], argv[4]);
 	if ((argc == 6 || argc == 9) && !strcmp(argv[1], "attach")) {
 		int rc = cmd_attach(atoi(argv[2]), argv[3], argv[4], argv[5]);
 
@@ -405,16 +509,159 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "detach"))
 		return cmd_detach(argv[2]);
+	if ((argc == 5 || argc == 7) && !strcmp(argv[1], "tc-attach")) {
+		int rc = cmd_tc_attach(atoi(argv[2]), argv[3], argv[4]);
+
+		if (rc || argc == 5)
+			return rc;
+		return cmd_tc_attach(atoi(argv[2]), argv[5], argv[6]);
+	}
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "tc-detach")) {
+		int rc = cmd_tc_detach(atoi(argv[2]), argv[3]);
+
+		if (rc || argc == 4)
+			return rc;
+		return cmd_tc_detach(atoi(argv[2]), argv[4]);
+	}
 	if (argc == 3 && !strcmp(argv[1], "gc-links"))
 		return cmd_gc_links(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "ifname"))
 		return cmd_ifname(atoi(argv[2]));
-	if (argc == 3 && !strcmp(argv[1], "counters"))
-		return cmd_counters(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "info"))
 		return cmd_info(argv[2]);
+	return -1;
+}
+
+#define SERVE_MAX_ARGS 12
+
+struct serve_req {
+	char *line;
+	char *id;
+	int argc;
+	char *argv[SERVE_MAX_ARGS + 1];
+};
+
+static pthread_mutex_t serve_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t serve_idle = PTHREAD_COND_INITIALIZER;
+static int serve_inflight;
+
+/* One answer line; TEXT has its newlines folded into spaces so it stays one line. */
+static void serve_answer(const char *id, int rc, const char *text)
+{
+	char buf[sizeof(g_out)];
+	size_t n;
+
+	snprintf(buf, sizeof(buf), "%s", text);
+	for (char *c = buf; *c; c++)
+		if (*c == '\n' || *c == '\r')
+			*c = ' ';
+	n = strlen(buf);
+	while (n && buf[n - 1] == ' ')
+		buf[--n] = 0;
+	pthread_mutex_lock(&serve_lock);
+	printf("%s %d %s\n", id, rc, buf);
+	fflush(stdout);
+	pthread_mutex_unlock(&serve_lock);
+}
+
+static void *serve_one(void *arg)
+{
+	struct serve_req *r = arg;
+	int rc;
+
+	g_out[0] = g_err[0] = 0;
+	rc = dispatch_shared(r->argc, r->argv);
+	if (rc < 0)
+		serve_answer(r->id, 2, "palisade-bpf: serve: unknown request");
+	else
+		serve_answer(r->id, rc, rc ? (g_err[0] ? g_err : "palisade-bpf: failed") : g_out);
+	free(r->line);
+	free(r);
+	pthread_mutex_lock(&serve_lock);
+	if (--serve_inflight == 0)
+		pthread_cond_signal(&serve_idle);
+	pthread_mutex_unlock(&serve_lock);
+	return NULL;
+}
+
+/*
+ * Why a server: every attach or detach used to be a process start (~2 ms of the agent's
+ * event loop, more under load), and requests of different pods now overlap instead of
+ * queueing behind each other's kernel waits (tcx attach waits for RCU grace periods).
+ */
+static int cmd_serve(void)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	pthread_attr_t attr;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 << 10);
+	while ((n = getline(&line, &cap, stdin)) > 0) {
+		struct serve_req *r = calloc(1, sizeof(*r));
+		char *save = NULL, *tok;
+		pthread_t t;
+
+		if (!r)
+			return fail("serve", ENOMEM);
+		r->line = strdup(line);
+		if (!r->line)
+			return fail("serve", ENOMEM);
+		r->id = strtok_r(r->line, " \t\r\n", &save);
+		if (!r->id) {
+			free(r->line);
+			free(r);
+			continue;
+		}
+		/* argv[0] is the program name, as in the CLI. */
+		r->argv[r->argc++] = "palisade-bpf";
+		while ((tok = strtok_r(NULL, " \t\r\n", &save)) && r->argc < SERVE_MAX_ARGS)
+			r->argv[r->argc++] = tok;
+		pthread_mutex_lock(&serve_lock);
+		serve_inflight++;
+		pthread_mutex_unlock(&serve_lock);
+		if (pthread_create(&t, &attr, serve_one, r)) {
+			/* No thread: answer from here, in order. */
+			serve_one(r);
+		}
+	}
+	free(line);
+	pthread_mutex_lock(&serve_lock);
+	while (serve_inflight > 0)
+		pthread_cond_wait(&serve_idle, &serve_lock);
+	pthread_mutex_unlock(&serve_lock);
+	return 0;
+}
+
+static int cli(int argc, char **argv)
+{
+	int rc;
+
+	if (argc == 2 && !strcmp(argv[1], "serve"))
+		return cmd_serve();
+	if (argc == 5 && !strcmp(argv[1], "load"))
+		return cmd_load(argv[2], argv[3], argv[4]);
+	if (argc == 3 && !strcmp(argv[1], "counters"))
+		return cmd_counters(argv[2]);
 	if (argc == 6 && !strcmp(argv[1], "test-run"))
 		return cmd_test_run(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
+	rc = dispatch_shared(argc, argv);
+	if (rc >= 0)
+		return rc;
 	usage();
 	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	int rc;
+
+	libbpf_set_print(silent_print);
+	rc = cli(argc, argv);
+	fputs(g_out, stdout);
+	if (g_err[0])
+		fprintf(stderr, "%s\n", g_err);
+	return rc;
 }

@@ -96,9 +96,10 @@ async function setup(): Promise<{ pal: Plugin; ref: Plugin }> {
   const socket = join(dir, 'cni.sock');
   agent = spawn('nsenter', [`--net=/var/run/netns/${nodes.pal}`, process.execPath, AGENT, '--standalone',
     '--node-name', 'bench', '--pod-cidr', '10.200.0.0/16', '--state-dir', join(dir, 'state'),
-    '--api-socket', socket, '--bpffs-root', bpffs, '--log-level', 'warn',
+    '--api-socket', socket, '--bpffs-root', bpffs, '--log-level', 'debug',
     // BENCH_CNI_DATAPATH=none isolates the CNI path from the eBPF attach cost.
-    '--datapath', process.env.BENCH_CNI_DATAPATH ?? 'linux'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    '--datapath', process.env.BENCH_CNI_DATAPATH ?? 'linux'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  collectAgentLog(agent);
   for (let i = 0; i < 300 && (await get(socket, '/readyz')) !== 200; i++) await new Promise((r) => setTimeout(r, 100));
   if ((await get(socket, '/readyz')) !== 200) throw new Error('agent did not become ready');
 
@@ -136,6 +137,37 @@ async function teardown(): Promise<void> {
   for (const n of Object.values(nodes)) await run('ip', ['netns', 'del', n]);
   if (mounted) await run('umount', [bpffs]);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** The agent's per-phase debug timings of ADD/DEL, by operation and phase name. */
+const agentPhases = { add: new Map<string, number[]>(), del: new Map<string, number[]>() };
+let recordPhases = false;
+
+/** Keeps the agent's timing lines; forwards its warnings and errors. */
+function collectAgentLog(child: ChildProcess): void {
+  let buf = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    buf += c.toString();
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let rec: Record<string, unknown>;
+      try { rec = JSON.parse(line) as Record<string, unknown>; } catch { process.stderr.write(`${line}\n`); continue; }
+      const op = rec.msg === 'endpoint add timings (ms)' ? 'add' : rec.msg === 'endpoint del timings (ms)' ? 'del' : undefined;
+      if (op) {
+        if (!recordPhases) continue;
+        for (const [k, v] of Object.entries(rec)) {
+          if (typeof v !== 'number') continue;
+          const xs = agentPhases[op].get(k) ?? [];
+          xs.push(v);
+          agentPhases[op].set(k, xs);
+        }
+      } else if (rec.level === 'warn' || rec.level === 'error') {
+        process.stderr.write(`${line}\n`);
+      }
+    }
+  });
 }
 
 interface Phase { add: number[]; del: number[]; shimMs: number[]; agentMs: number[] }
@@ -178,7 +210,9 @@ async function main(): Promise<void> {
   const results: Record<string, Record<string, Phase>> = { palisade: {}, reference: {} };
   // Interleave the plugins so that background load hits both alike.
   for (const [label, conc] of [['sequential', 1], ['concurrent', CONCURRENCY]] as const) {
+    recordPhases = label === 'sequential';
     results.palisade![label] = await phase(plugins.pal, conc);
+    recordPhases = false;
     results.reference![label] = await phase(plugins.ref, conc);
   }
   // Shim start-up with and without the V8 compile cache (STATUS: the cheapest request).
@@ -209,6 +243,9 @@ async function main(): Promise<void> {
       startupWithoutCompileCacheMs: shimNoCache,
       bareNodeProcessMs: summary(bare),
     },
+    /** Inside the agent, sequential run: p50 per phase (ms); `*Overlapped` run beside another phase. */
+    agentPhasesP50: Object.fromEntries((['add', 'del'] as const).map((op) => [op,
+      Object.fromEntries([...agentPhases[op]].map(([k, xs]) => [k, +pct(xs, 50).toFixed(2)]))])),
     pass: {} as Record<string, boolean>,
   };
   console.log(`\nCNI latency, ms (${N} pods; wall time from spawn to exit)`);
@@ -232,6 +269,10 @@ async function main(): Promise<void> {
   };
   console.log(`\nshim share (process start until the request left): p50 ${report.shim.requestSentMs.p50} ms, `
     + `p99 ${report.shim.requestSentMs.p99} ms; agent round trip p50 ${report.shim.agentRoundTripMs.p50} ms`);
+  for (const op of ['add', 'del'] as const) {
+    console.log(`agent ${op.toUpperCase()} phases p50 (ms): ${Object.entries(report.agentPhasesP50[op]!)
+      .map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
   console.log(`shim start-up with compile cache p50 ${shimCache.p50} ms, without ${shimNoCache.p50} ms; `
     + `bare 'node -e 0' p50 ${report.shim.bareNodeProcessMs.p50} ms`);
   console.log(`targets (ADD): sequential p50 <= ${TARGETS.seqP50} ms ${report.pass.seqP50 ? 'met' : 'MISSED'}, `

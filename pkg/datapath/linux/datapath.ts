@@ -7,7 +7,8 @@
  *   progs/from_pod, to_pod   the loaded programs
  *   links/<ifindex>-ingress  tcx links (…-egress), pinned so they outlive the agent
  *
- * Loading and tcx attachment go through bin/palisade-bpf (libbpf + raw bpf syscall);
+ * Loading and tcx attachment go through bin/palisade-bpf (libbpf + raw bpf syscall), kept
+ * running as one persistent `palisade-bpf serve` process for attach/detach (./helper-server.ts);
  * map reads and writes go through the npm `bpf` package on the pinned maps. Everything
  * that must survive an agent restart is pinned, and `init()` re-opens it: programs are
  * reloaded only when the object file is newer than the pinned program, and conntrack is
@@ -34,7 +35,8 @@ import { EventHub } from './events.ts';
 import { LinuxServiceMaps } from './services.ts';
 import type { NatEntry } from '../service-codec.ts';
 import type { ServiceCounters, ServiceEntry } from '../types.ts';
-import { run, runOk } from './exec.ts';
+import { runOk, type RunResult } from './exec.ts';
+import { HelperServer } from './helper-server.ts';
 import {
   allMaps, checkPinnedShapes, deleteMany, ensureBpffs, openPinned, readAll, setMany, type MapName,
 } from './maps.ts';
@@ -55,7 +57,12 @@ export interface LinuxDatapathOptions {
   reload?: boolean;
   /** How often events() polls the kernel queue. Default 100 ms. */
   eventPollMs?: number;
-  /** Force clsact attachment (testing the fallback). */
+  /**
+   * Attach with clsact even where the kernel has tcx. A tcx attach waits for two RCU
+   * grace periods per hook with the RTNL lock held (and deleting a device with tcx links
+   * two more), which is most of a pod ADD's latency; clsact waits for none. Used by the
+   * agent's `--attach clsact` and to test the fallback. Default false (tcx first).
+   */
   forceClsact?: boolean;
   /**
    * Network namespace (a name under /run/netns) whose interfaces attach/detach work on,
@@ -105,8 +112,15 @@ export class LinuxDatapath implements Datapath {
   private services?: LinuxServiceMaps;
   private initialized?: Promise<void>;
   private closed = false;
-  /** Serializes apply/attach/detach: each one sees the previous one's result. */
+  /** Serializes apply: each one sees the previous one's result. */
   private chain: Promise<unknown> = Promise.resolve();
+  /**
+   * attach/detach are serialized per ifindex only: interfaces of different pods proceed
+   * concurrently (a tcx attach waits ~2 RCU grace periods in the kernel; queueing every
+   * pod behind every other one made 10 concurrent ADDs wait for ten of them).
+   */
+  private readonly ifLocks = new Map<number, Promise<void>>();
+  private readonly server: HelperServer;
   private readonly hub: EventHub;
   /** epoch ms - monotonic ms, to convert kernel timestamps. */
   private readonly monoOffsetMs = Date.now() - Number(process.hrtime.bigint() / 1000000n);
@@ -124,6 +138,7 @@ export class LinuxDatapath implements Datapath {
     }
     this.netns = opts.netns;
     this.log = opts.log ?? (() => {});
+    this.server = new HelperServer(this.helper, this.netns ? ['nsenter', `--net=/run/netns/${this.netns}`, '--'] : []);
     this.hub = new EventHub(async () => {
       await this.init();
       const q = this.events_!;
@@ -132,10 +147,21 @@ export class LinuxDatapath implements Datapath {
     }, opts.eventPollMs ?? 100, (err) => this.log('warn', 'reading datapath events', { error: err.message }));
   }
 
-  /** Runs an interface-facing tool, inside `netns` when one is set. */
-  private runIn(file: string, args: string[]) {
-    if (!this.netns) return run(file, args);
-    return run('nsenter', [`--net=/run/netns/${this.netns}`, '--', file, ...args]);
+  /** One palisade-bpf request (attach, detach, gc-links, ifname, info), inside `netns`. */
+  private helperCall(args: string[]): Promise<RunResult> {
+    return this.server.call(args);
+  }
+
+  /** Runs `fn` after every earlier attach/detach of the same ifindex has settled. */
+  private perInterface<T>(ifindex: number, fn: () => Promise<T>): Promise<T> {
+    const prev = this.ifLocks.get(ifindex) ?? Promise.resolve();
+    const result = prev.then(fn);
+    const tail = result.then(() => undefined, () => undefined);
+    this.ifLocks.set(ifindex, tail);
+    void tail.then(() => {
+      if (this.ifLocks.get(ifindex) === tail) this.ifLocks.delete(ifindex);
+    });
+    return result;
   }
 
   private path(kind: 'maps' | 'progs' | 'links', name: string): string {
@@ -176,7 +202,7 @@ export class LinuxDatapath implements Datapath {
     }
     this.openMaps();
     // Links of interfaces deleted without a detach (a crashed pod) still hold a program.
-    const gc = await this.runIn(this.helper, ['gc-links', join(this.dir, 'links')]);
+    const gc = await this.helperCall(['gc-links', join(this.dir, 'links')]);
     if (gc.code !== 0) this.log('warn', 'datapath link cleanup failed', { error: gc.stderr.trim() });
     else if (Number(gc.stdout) > 0) this.log('info', 'datapath removed stale links', { count: Number(gc.stdout) });
     // An existing link keeps running the program it was created with until told
@@ -188,7 +214,7 @@ export class LinuxDatapath implements Datapath {
 
   /** True when `obj` was modified after the pinned program was loaded. */
   private async objectIsNewer(obj: string, pin: string): Promise<boolean> {
-    const info = await run(this.helper, ['info', pin]);
+    const info = await this.helperCall(['info', pin]);
     if (info.code !== 0) return true;
     const loadedAt = Number(info.stdout.trim().split(/\s+/)[1]);
     const mtime = (await fs.stat(obj)).mtimeMs;
@@ -229,7 +255,7 @@ export class LinuxDatapath implements Datapath {
       const m = /^(\d+)-(ingress|egress)$/.exec(n);
       if (!m) continue;
       const prog = programs.find((p) => p.hook === m[2])!;
-      const r = await this.runIn(this.helper, ['attach', m[1]!, m[2]!, this.path('progs', prog.name),
+      const r = await this.helperCall(['attach', m[1]!, m[2]!, this.path('progs', prog.name),
         this.path('links', n)]);
       if (r.code !== 0) this.log('warn', 'datapath relink failed', { link: n, error: r.stderr.trim() });
     }
@@ -371,16 +397,16 @@ export class LinuxDatapath implements Datapath {
   // ---- attach / detach -----------------------------------------------------------------
 
   attach(ifindex: number): Promise<void> {
-    return this.serialize(async () => {
+    if (!Number.isInteger(ifindex) || ifindex <= 0) {
+      return Promise.reject(new DatapathError(ERR_DATAPATH_ATTACH, `attaching: bad ifindex ${ifindex}`));
+    }
+    return this.perInterface(ifindex, async () => {
       await this.init();
-      if (!Number.isInteger(ifindex) || ifindex <= 0) {
-        throw new DatapathError(ERR_DATAPATH_ATTACH, `attaching: bad ifindex ${ifindex}`);
-      }
       if (!this.forceClsact) {
-        // Both hooks in one helper process.
+        // Both hooks in one helper request.
         const args = ['attach', String(ifindex)];
         for (const p of programs) args.push(p.hook, this.path('progs', p.name), this.path('links', `${ifindex}-${p.hook}`));
-        const r = await this.runIn(this.helper, args);
+        const r = await this.helperCall(args);
         if (r.code === 0) return;
         if (r.code !== 3) {
           throw new DatapathError(ERR_DATAPATH_ATTACH,
@@ -388,50 +414,36 @@ export class LinuxDatapath implements Datapath {
         }
         this.log('info', 'tcx unavailable, using clsact', { ifindex });
       }
-      for (const p of programs) await this.attachClsact(ifindex, p.hook, this.path('progs', p.name));
+      // clsact + a direct-action filter at a fixed prio/handle (idempotent replace),
+      // both hooks in one helper request (libbpf's bpf_tc_* over netlink).
+      const args = ['tc-attach', String(ifindex)];
+      for (const p of programs) args.push(p.hook, this.path('progs', p.name));
+      const r = await this.helperCall(args);
+      if (r.code !== 0) {
+        throw new DatapathError(ERR_DATAPATH_ATTACH,
+          `attaching to ifindex ${ifindex} with clsact: ${r.stderr.trim() || `exit ${r.code}`}`);
+      }
     });
   }
 
-  private async ifname(ifindex: number): Promise<string | undefined> {
-    const r = await this.runIn(this.helper, ['ifname', String(ifindex)]);
-    return r.code === 0 ? r.stdout.trim() : undefined;
-  }
-
-  /** clsact + a direct-action filter with a fixed prio/handle, so `replace` is idempotent. */
-  private async attachClsact(ifindex: number, hook: 'ingress' | 'egress', prog: string): Promise<void> {
-    const dev = await this.ifname(ifindex);
-    if (!dev) throw new DatapathError(ERR_DATAPATH_ATTACH, `attaching: no interface with ifindex ${ifindex}`);
-    const q = await this.runIn('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);
-    // An existing clsact is fine; tc says so as "File exists" or, for clsact, as
-    // "Exclusivity flag on, cannot modify".
-    if (q.code !== 0 && !/exists|exclusivity/i.test(q.stderr)) {
-      throw new DatapathError(ERR_DATAPATH_ATTACH, `adding clsact to ${dev}: ${q.stderr.trim()}`);
-    }
-    const f = await this.runIn('tc', ['filter', 'replace', 'dev', dev, hook, 'prio', '1', 'handle', '1',
-      'bpf', 'da', 'pinned', prog]);
-    if (f.code !== 0) {
-      throw new DatapathError(ERR_DATAPATH_ATTACH, `attaching ${prog} to ${dev} ${hook}: ${f.stderr.trim()}`);
-    }
-  }
-
   detach(ifindex: number): Promise<void> {
-    return this.serialize(async () => {
-      if (!Number.isInteger(ifindex) || ifindex <= 0) return;
+    if (!Number.isInteger(ifindex) || ifindex <= 0) return Promise.resolve();
+    return this.perInterface(ifindex, async () => {
       let hadLink = false;
-      for (const p of programs) {
-        const link = this.path('links', `${ifindex}-${p.hook}`);
-        if (existsSync(link)) hadLink = true;
-        const r = await run(this.helper, ['detach', link]);
+      const links = programs.map((p) => this.path('links', `${ifindex}-${p.hook}`));
+      for (const link of links) if (existsSync(link)) hadLink = true;
+      // Both hooks at once: each detach of a live tcx link waits for grace periods.
+      const rs = await Promise.all(links.map((link) => this.helperCall(['detach', link])));
+      for (const r of rs) {
         if (r.code !== 0) {
           throw new DatapathError(ERR_DATAPATH_ATTACH, `detaching ifindex ${ifindex}: ${r.stderr.trim()}`);
         }
       }
       if (hadLink) return;
-      // Maybe attached through the clsact fallback; a missing interface means done.
-      const dev = await this.ifname(ifindex);
-      if (!dev) return;
-      for (const p of programs) {
-        await this.runIn('tc', ['filter', 'del', 'dev', dev, p.hook, 'prio', '1', 'handle', '1', 'bpf']);
+      // Maybe attached with clsact; a missing interface or filter means done.
+      const r = await this.helperCall(['tc-detach', String(ifindex), ...programs.map((p) => p.hook)]);
+      if (r.code !== 0) {
+        throw new DatapathError(ERR_DATAPATH_ATTACH, `detaching ifindex ${ifindex} (clsact): ${r.stderr.trim()}`);
       }
     });
   }
@@ -470,6 +482,8 @@ export class LinuxDatapath implements Datapath {
     this.closed = true;
     this.hub.close();
     await this.chain.catch(() => {});
+    await Promise.all([...this.ifLocks.values()]);
+    await this.server.close();
     this.closeMaps();
     this.initialized = undefined;
   }
