@@ -21,12 +21,17 @@ build: build-bpf build-ts build-bin
 build-ts:
 	tsc -p tsconfig.json
 
-build-bpf: $(BPF_OBJS) bin/palisade-bpf
+build-bpf: $(BPF_OBJS) bin/palisade-bpf bin/palisade-l7sock
 
 # Native helper for what Node cannot do: load with shared pinned maps, tcx links, test runs.
 bin/palisade-bpf: bpf/tools/palisade-bpf.c
 	@mkdir -p bin
 	$(CC) -O2 -Wall -Werror -o $@ $< -lbpf
+
+# L7 proxy: sets IP_TRANSPARENT on the agent's proxy sockets (Node cannot; docs/l7.md).
+bin/palisade-l7sock: bpf/tools/palisade-l7sock.c
+	@mkdir -p bin
+	$(CC) -O2 -Wall -Werror -o $@ $<
 
 bpf/out/%.o: bpf/%.c $(wildcard bpf/lib/*.h)
 	@mkdir -p bpf/out
@@ -53,7 +58,7 @@ test-unit:
 lab: build
 	bin/palisade-lab demo
 
-BENCHES := datapath cni control
+BENCHES := datapath cni control l7
 
 bench: $(addprefix bench-,$(BENCHES))
 

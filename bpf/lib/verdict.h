@@ -17,6 +17,7 @@
 #include "conntrack.h"
 #include "policy.h"
 #include "events.h"
+#include "l7.h"
 
 static __always_inline int drop(__u32 ep, __u8 dir, const struct packet *p, __u32 peer,
 				int reason)
@@ -87,6 +88,29 @@ static __always_inline int allow_forward(__u32 ep, __u8 dir, const struct packet
 	return TC_ACT_OK;
 }
 
+/*
+ * An allowed forward packet of a flow the L7 proxy terminates (bpf/lib/l7.h): tracked
+ * like any allowed flow (the proxy's answers to the client are its replies), marked
+ * CT_F_L7, reported as redirected. No proxy to take it: dropped (fail closed).
+ */
+static __always_inline int redirect_forward(struct __sk_buff *skb, __u32 ep, __u8 dir,
+					    const struct packet *p, struct ct_value *ct,
+					    __u32 generation, __u32 peer, __u32 ruleId, __u64 now)
+{
+	int kind, rc = l7_redirect(skb, dir, p, l7_config());
+
+	if (rc == TC_ACT_SHOT)
+		return drop(ep, dir, p, peer, DROP_POLICY_DENIED);
+	if (ct_track(ep, dir, p, ct, ruleId, generation, now)) {
+		emit(ep, dir, p, peer, ruleId, VERDICT_REDIRECTED, 0);
+		ct = ct_find(ep, dir, &p->t, now, &kind);
+	}
+	if (ct)
+		ct->flags |= CT_F_L7;
+	count(dir, 0);
+	return rc;
+}
+
 static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 {
 	struct endpoint_key ek = { .ifindex = skb->ifindex };
@@ -145,6 +169,9 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 	if (ct_is_reply(epId, dir, &p, now, &ct)) {
 		frag_remember(epId, dir, &p, 0);
 		count(dir, 0);
+		/* A local server answering the L7 proxy's upstream connection. */
+		if (dir == DIR_EGRESS)
+			l7_upstream_reply(skb, dir, &p);
 		return TC_ACT_OK;
 	}
 
@@ -153,7 +180,16 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 		ct_touch(ct, now, ct_flags_of(&p));
 		frag_remember(epId, dir, &p, ct->ruleId);
 		count(dir, 0);
+		if (ct->flags & CT_F_L7)
+			return l7_redirect(skb, dir, &p, l7_config());
 		return TC_ACT_OK;
+	}
+
+	/* A reply to the L7 proxy's upstream connection, about to enter the client pod. */
+	if (dir == DIR_INGRESS) {
+		rc = l7_upstream_reply(skb, dir, &p);
+		if (rc >= 0)
+			return rc;
 	}
 
 	peer = ipcache_identity(remote);
@@ -162,6 +198,8 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 	if (dir == DIR_INGRESS && peer == IDENTITY_HOST)
 		return allow_forward(epId, dir, &p, ct, generation, peer, 0, now);
 	/* Step 6: direction not isolated. */
+	if (!enforced && ct && (ct->flags & CT_F_L7))
+		return redirect_forward(skb, epId, dir, &p, ct, generation, peer, 0, now);
 	if (!enforced)
 		return allow_forward(epId, dir, &p, ct, generation, peer, 0, now);
 	/* Steps 7-9: peer, any peer, CIDR identity; else default deny. */
@@ -172,6 +210,9 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 			ct_forget(epId, &p);
 		return drop(epId, dir, &p, peer, DROP_POLICY_DENIED);
 	}
+	/* L7: redirect, except the proxy's own upstream connection (already judged). */
+	if ((pv->proxyPort || (ct && (ct->flags & CT_F_L7))) && !l7_from_proxy(skb, dir))
+		return redirect_forward(skb, epId, dir, &p, ct, generation, peer, pv->ruleId, now);
 	return allow_forward(epId, dir, &p, ct, generation, peer, pv->ruleId, now);
 }
 
