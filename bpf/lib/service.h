@@ -261,13 +261,15 @@ static __always_inline int svc_parse(struct __sk_buff *skb, struct svc_pkt *s)
  */
 static __always_inline __u32 svc_hash(const struct svc_pkt *s)
 {
-	__u32 h = s->saddr * 0x9e3779b1u;
+	__u32 h = s->saddr ^ (s->daddr * 0x9e3779b1u) ^
+		  ((((__u32)s->sport << 16) | (__u32)s->dport) * 0x85ebca6bu) ^ s->protocol;
 
-	h ^= s->daddr;
+	/* murmur3's finalizer: every input bit reaches the low bits the modulo keeps
+	 * (sequential source ports differ in their low byte only). */
+	h ^= h >> 16;
 	h *= 0x85ebca6bu;
-	h ^= ((__u32)s->sport << 16) | (__u32)s->dport;
+	h ^= h >> 13;
 	h *= 0xc2b2ae35u;
-	h ^= s->protocol;
 	h ^= h >> 16;
 	return h;
 }

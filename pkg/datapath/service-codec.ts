@@ -367,12 +367,12 @@ export function serviceFlowHash(saddr: string, daddr: string, sport: number, dpo
     return b.readUInt32LE(0);
   };
   const le16 = (p: number): number => ((p & 0xff) << 8) | ((p >> 8) & 0xff);
-  let h = Math.imul(le32(saddr), 0x9e3779b1) >>> 0;
-  h = (h ^ le32(daddr)) >>> 0;
+  let h = (le32(saddr) ^ Math.imul(le32(daddr), 0x9e3779b1)
+    ^ Math.imul(((le16(sport) << 16) | le16(dport)) >>> 0, 0x85ebca6b) ^ protocol) >>> 0;
+  h = (h ^ (h >>> 16)) >>> 0;
   h = Math.imul(h, 0x85ebca6b) >>> 0;
-  h = (h ^ (((le16(sport) << 16) | le16(dport)) >>> 0)) >>> 0;
+  h = (h ^ (h >>> 13)) >>> 0;
   h = Math.imul(h, 0xc2b2ae35) >>> 0;
-  h = (h ^ protocol) >>> 0;
   h = (h ^ (h >>> 16)) >>> 0;
   return h;
 }

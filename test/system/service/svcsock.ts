@@ -1,0 +1,89 @@
+/**
+ * Socket tool for the Service netns tests, run inside a pod namespace with
+ * `ip netns exec NS node svcsock.ts ...` (Node strips the types). Node modules only.
+ *
+ *   server NAME PORT[,PORT...]   TCP and UDP on every port; prints "ready". TCP: sends
+ *                                "NAME LOCALPORT PEERIP" on accept, then echoes lines.
+ *                                UDP: answers every datagram with "NAME LOCALPORT PEERIP".
+ *   probe tcp|udp HOST PORT      one exchange within 1 s; prints JSON
+ *                                {ok, banner, remote} or {ok: false, error}
+ *   session HOST PORT            a TCP connection kept open: prints {banner, remote} as
+ *                                JSON, then "echo LINE" per stdin line, or "timeout"
+ */
+import { createSocket } from 'node:dgram';
+import { connect, createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+
+const [mode, ...args] = process.argv.slice(2);
+
+function server(name: string, ports: number[]): void {
+  let pending = ports.length * 2;
+  const ready = () => { if (--pending === 0) console.log('ready'); };
+  for (const port of ports) {
+    createServer((s) => {
+      s.on('error', () => {});
+      s.write(`${name} ${port} ${s.remoteAddress}\n`);
+      s.pipe(s);
+    }).listen(port, '0.0.0.0', ready);
+    const u = createSocket('udp4');
+    u.on('message', (_m, r) => u.send(`${name} ${port} ${r.address}\n`, r.port, r.address));
+    u.bind(port, '0.0.0.0', ready);
+  }
+}
+
+function out(v: object): never {
+  console.log(JSON.stringify(v));
+  process.exit(0);
+}
+
+function probe(proto: string, host: string, port: number): void {
+  setTimeout(() => out({ ok: false, error: 'timeout' }), 1000);
+  if (proto === 'udp') {
+    // Connected: an ICMP error about it surfaces as ECONNREFUSED.
+    const u = createSocket('udp4');
+    u.on('error', (e: NodeJS.ErrnoException) => out({ ok: false, error: e.code }));
+    u.on('message', (m, r) => out({ ok: true, banner: m.toString().trim(), remote: `${r.address}:${r.port}` }));
+    u.connect(port, host, () => u.send('ping'));
+    return;
+  }
+  const s = connect(port, host);
+  s.on('error', (e: NodeJS.ErrnoException) => out({ ok: false, error: e.code }));
+  s.once('data', (d) => out({ ok: true, banner: d.toString().trim(), remote: `${s.remoteAddress}:${s.remotePort}` }));
+}
+
+function session(host: string, port: number): void {
+  const s = connect(port, host);
+  let waiting: NodeJS.Timeout | undefined;
+  let buf = '';
+  let first = true;
+  s.on('data', (d) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (first) {
+        first = false;
+        console.log(JSON.stringify({ banner: line, remote: `${s.remoteAddress}:${s.remotePort}` }));
+        continue;
+      }
+      clearTimeout(waiting);
+      console.log(`echo ${line}`);
+    }
+  });
+  s.on('error', (e) => console.log(`error ${e.message}`));
+  s.on('close', () => { console.log('closed'); process.exit(0); });
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    s.write(`${line}\n`);
+    clearTimeout(waiting);
+    waiting = setTimeout(() => console.log('timeout'), 1000);
+  }).on('close', () => s.end());
+}
+
+if (mode === 'server') server(args[0]!, args[1]!.split(',').map(Number));
+else if (mode === 'probe') probe(args[0]!, args[1]!, Number(args[2]));
+else if (mode === 'session') session(args[0]!, Number(args[1]));
+else {
+  console.error('usage: svcsock.ts server NAME PORTS | probe tcp|udp HOST PORT | session HOST PORT');
+  process.exit(2);
+}
