@@ -148,6 +148,9 @@ export class ClientConnection {
       this.destroy();
     } else if (this.idle()) {
       this.closeGracefully();
+    } else if (this.ex) {
+      // Not yet answered: the response will carry `connection: close`.
+      this.ex.closeAfter = true;
     }
   }
 
