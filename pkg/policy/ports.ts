@@ -5,6 +5,7 @@
  */
 import { PROTO_SCTP, PROTO_TCP, PROTO_UDP } from '../datapath/types.ts';
 import type { HttpRule, NetworkPolicyPort } from './snapshot.ts';
+import { validateHttpRules } from '../l7/match.ts';
 
 export type PortSpec =
   /** `ports` absent or empty: every protocol, every port. */
@@ -73,6 +74,10 @@ function checkHttp(rules: unknown, f: string, problems: PortProblem[]): HttpRule
       }
     }
   });
+  // Regular expressions and the rest, as the proxy will compile them (pkg/l7/match.ts):
+  // a rule the proxy could not apply fails closed here, named, instead of never matching.
+  const seen = new Set(problems.map((p) => p.field));
+  for (const p of validateHttpRules(rules as HttpRule[], f)) if (!seen.has(p.field)) problems.push(p);
   return rules as HttpRule[];
 }
 
