@@ -9,7 +9,11 @@
  * rules. The generator turns the rules into `expect` truth tables, and chains the cases
  * of one file into one scenario: each case starts by deleting the previous case's
  * policies and restoring the labels it changed, so one lab serves many cases.
- * The generated files are committed; a unit test checks they are up to date.
+ * Every step of the upstream files is played twice: probing pod IPs, then (a copy with
+ * `target: service`, no writes) probing each pod through its ClusterIP Service
+ * `s-<ns>-<pod>`, as upstream's agnhost probes do. `service-ports.yaml` is a Service
+ * case of its own (renderServicePorts). The generated files are committed; a unit test
+ * checks they are up to date.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,7 +37,12 @@ function podObject(p: PodName, labels: Record<string, string>): Record<string, u
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels } };
 }
 
-export function render(title: string, cases: readonly Case[], outside = false): string {
+/**
+ * `viaService`: follow each step with its `target: service` copy (the same matrices,
+ * through the ClusterIPs). Off for the outside-host file: a host outside the cluster has
+ * no ClusterIP to probe (and its traffic to one is kube-proxy's, docs/services.md).
+ */
+export function render(title: string, cases: readonly Case[], outside = false, viaService = !outside): string {
   const modelPods: PodName[] = outside ? ['outside/host', ...MODEL_PODS] : MODEL_PODS;
   const steps: Record<string, unknown>[] = [];
   let live: { namespace: string; name: string; kind: string }[] = [];
@@ -71,6 +80,9 @@ export function render(title: string, cases: readonly Case[], outside = false): 
         port: k.port, protocol: k.protocol, matrix: matrix(pods, (f, t) => k.reach.allowed(f, t)),
       }));
       steps.push(step);
+      if (viaService) {
+        steps.push({ name: `${String(step.name)} (via Service)`, target: 'service', probes: step.probes, expect: step.expect });
+      }
     });
   }
   const namespaces: Record<string, Record<string, string>> = { x: {}, y: {}, z: {} };
@@ -89,9 +101,74 @@ export function render(title: string, cases: readonly Case[], outside = false): 
   return header + stringify(doc, { lineWidth: 0, blockQuote: 'literal', aliasDuplicateObjects: false });
 }
 
+/**
+ * Service port != targetPort, and a named targetPort whose number differs between the
+ * backends of one Service: s-x-b selects x/b (http = 8080) and x/c (http = 9090) on port
+ * 80; s-x-c maps 80 to the number 9090; s-x-d maps 80 to x/d's `other` (7000). No backend
+ * listens on 80. Policies name the port `http` (resolved per destination pod) or the
+ * Service port 80, and every cell has one answer whichever backend a flow lands on.
+ */
+export function renderServicePorts(): string {
+  const pods: PodName[] = ['x/a', 'x/b', 'x/c', 'x/d'];
+  const tcpPort = (name: string, containerPort: number) => ({ name, containerPort, protocol: 'TCP' });
+  const service = (name: string, selector: Record<string, string>, targetPort: string | number) => ({
+    apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'x' },
+    spec: { type: 'ClusterIP', selector, ports: [{ name: 'web', port: 80, protocol: 'TCP', targetPort }] },
+  });
+  const probes = [{ port: 80, protocol: 'TCP' }];
+  const expectRows = (allowed: (f: PodName, t: PodName) => boolean) => [{ port: 80, protocol: 'TCP', matrix: matrix(pods, allowed) }];
+  const policy = (name: string, spec: Record<string, unknown>) =>
+    ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name, namespace: 'x' }, spec });
+  const web = (p: PodName) => p === 'x/b' || p === 'x/c';
+  const doc = {
+    name: 'service-ports',
+    nodes: 2,
+    namespaces: { x: {} },
+    pods: [
+      { namespace: 'x', name: 'a', labels: { pod: 'a' }, ports: [tcpPort('http', 8000)] },
+      { namespace: 'x', name: 'b', labels: { pod: 'b', app: 'web' }, ports: [tcpPort('http', 8080)] },
+      { namespace: 'x', name: 'c', labels: { pod: 'c', app: 'web' }, ports: [tcpPort('http', 9090)] },
+      { namespace: 'x', name: 'd', labels: { pod: 'd' }, ports: [tcpPort('other', 7000)] },
+    ],
+    services: [
+      service('s-x-a', { pod: 'a' }, 'http'),
+      service('s-x-b', { app: 'web' }, 'http'),
+      service('s-x-c', { pod: 'c' }, 9090),
+      service('s-x-d', { pod: 'd' }, 'other'),
+    ],
+    steps: [
+      { name: 'no policy: every Service answers on port 80 from its targetPort', target: 'service', probes,
+        expect: expectRows(() => true) },
+      { name: 'ingress to app=web on the named port http from x/a and app=web only', target: 'service', probes,
+        apply: [policy('web-http', {
+          podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Ingress'],
+          ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'a' } } }, { podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: 'http', protocol: 'TCP' }] }],
+        })],
+        expect: expectRows((f, t) => !web(t) || f === 'x/a' || web(f)) },
+      { name: 'egress of x/a to the named port http only: backends on 8080 and 9090, not 7000', target: 'service', probes,
+        delete: [{ kind: 'NetworkPolicy', namespace: 'x', name: 'web-http' }],
+        apply: [policy('a-http', {
+          podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Egress'],
+          egress: [{ ports: [{ port: 'http', protocol: 'TCP' }] }],
+        })],
+        expect: expectRows((f, t) => f !== 'x/a' || t !== 'x/d') },
+      { name: 'egress of x/a to port 80 only: the Service port opens no backend', target: 'service', probes,
+        apply: [policy('a-http', {
+          podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Egress'],
+          egress: [{ ports: [{ port: 80, protocol: 'TCP' }] }],
+        })],
+        expect: expectRows((f) => f !== 'x/a') },
+    ],
+  };
+  const header = '# GENERATED by test/conformance/gen.ts (renderServicePorts): do not edit.\n' +
+    '# service-ports: Service port != targetPort; a named targetPort with a different number per backend\n';
+  return header + stringify(doc, { lineWidth: 0, blockQuote: 'literal', aliasDuplicateObjects: false });
+}
+
 export function renderAll(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const f of files) out[`${f.file}.yaml`] = render(f.file, f.cases, f.outside ?? false);
+  out['service-ports.yaml'] = renderServicePorts();
   return out;
 }
 

@@ -252,5 +252,5 @@ describePrivileged('ClusterIP Services on real sockets', () => {
     await expect(dp.applyServices([svc('bad', '10.96.0.99', 0, PROTO_TCP, [])])).rejects.toThrow(/port 0/);
     expect(probe(a, 'tcp', VIP_ONE, 80).ok).toBe(true);
   });
-}, 120_000);
+});
 
