@@ -226,7 +226,6 @@ export class ClientConnection {
     this.ex = null;
     this.buf = null;
     this.dropUpstream(!wasTunnel);
-    if (wasTunnel) this.upstream?.end();
     this.ctx.closed(this);
   }
 
@@ -275,10 +274,10 @@ export class ClientConnection {
       }
       this.buf = buf;
     }
-    this.armTimer('header');
     const max = this.ctx.limits.maxHeaderBytes;
     const end = headEnd(buf);
     if (end < 0) {
+      this.armTimer('header');
       if (buf.length > max) this.refuse(new HttpParseError(431, 'PAL_L7_HEAD_TOO_LARGE', 'request head too large'));
       else if (hasBareLineBreak(buf)) this.refuse(new HttpParseError(400, 'PAL_L7_BAD_LINE_BREAK', 'bare CR or LF in message head'));
       return false;
@@ -463,7 +462,9 @@ export class ClientConnection {
   private onUpstreamClose(hadError: boolean): void {
     this.upstream = null;
     if (this.phase === 'tunnel') {
-      this.client.destroy();
+      // A clean close already ended the client side ('end' above); pending bytes still flush.
+      if (hadError) this.client.destroy();
+      else this.client.end();
       return;
     }
     const ex = this.ex;
@@ -585,7 +586,9 @@ export class ClientConnection {
     const ex = this.ex!;
     this.ex = null;
     this.recordExchange(ex);
-    if (ex.upstreamClose) this.dropUpstream(false);
+    // An upstream that answered before the whole request body arrived is mid-request.
+    if (!ex.bodyDone) this.dropUpstream(true);
+    else if (ex.upstreamClose) this.dropUpstream(false);
     if (ex.closeAfter || this.ctx.draining()) {
       this.closeGracefully();
       return;
@@ -654,6 +657,8 @@ export class ClientConnection {
       this.recordExchange(this.ex);
       this.ex = null;
       this.dropUpstream(true);
+    } else {
+      this.dropUpstream(false);
     }
     this.phase = 'closing';
     this.buf = null;

@@ -312,6 +312,45 @@ describe('upstream failures and limits', () => {
     }
   });
 
+  test('an upstream answering before the request body ends: response through, then close', async () => {
+    const early = net.createServer((s) => s.once('data', () => s.write('HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n')));
+    await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
+    try {
+      fx = await startProxy((early.address() as net.AddressInfo).port, 'all');
+      const c = client();
+      c.send('POST /big HTTP/1.1\r\nHost: web\r\nContent-Length: 100000\r\n\r\n0123456789');
+      expect(await c.closedWithin()).toBe(true);
+      expect(statusLines(c.text)).toEqual(['413']);
+      expect(fx.records[0]).toMatchObject({ verdict: 'allowed', http: { status: 413 } });
+    } finally {
+      await fx.proxy.close();
+      await new Promise<void>((r) => early.close(() => r()));
+    }
+  });
+
+  test('close() lets a request in progress finish with connection: close', async () => {
+    let answer: (() => void) | null = null;
+    const slow = net.createServer((s) => s.once('data', () => {
+      answer = () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow');
+    }));
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    try {
+      fx = await startProxy((slow.address() as net.AddressInfo).port, 'all');
+      const c = client();
+      c.send(get('/slow'));
+      while (answer === null) await new Promise((r) => setTimeout(r, 5));
+      const closing = fx.proxy.close();
+      answer!();
+      await closing;
+      expect(await c.closedWithin(1000)).toBe(true);
+      expect(c.text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(c.text.toLowerCase()).toContain('connection: close');
+      expect(c.text.endsWith('slow')).toBe(true);
+    } finally {
+      await new Promise<void>((r) => slow.close(() => r()));
+    }
+  });
+
   test('maxConnections: a connection beyond the limit is refused', async () => {
     await use('all', { limits: { maxConnections: 1 } });
     const a = client();
