@@ -329,7 +329,7 @@ describe('upstream failures and limits', () => {
   });
 
   test('close() lets a request in progress finish with connection: close', async () => {
-    let answer: (() => void) | null = null;
+    let answer = null as (() => void) | null;
     const slow = net.createServer((s) => s.once('data', () => {
       answer = () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow');
     }));
