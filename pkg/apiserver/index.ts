@@ -15,8 +15,10 @@ import { clone, isObj, type KObject, type Obj } from './json.ts';
 import { EndpointSliceController } from './endpointslices.ts';
 import { Handler } from './server.ts';
 import { Store, type Subresource } from './store.ts';
+import type { ProxyDialer } from './proxy.ts';
 
 export { ApiError } from './errors.ts';
+export { tcpDialer, type ProxyDialer, type ProxyTarget } from './proxy.ts';
 export type { KObject } from './json.ts';
 
 export interface ApiServerOptions {
@@ -46,6 +48,11 @@ export interface ApiServerOptions {
   serviceCidr?: string;
   /** Receives one line per request (method, path, status, duration). */
   log?: (line: string) => void;
+  /**
+   * How the pods/proxy and nodes/proxy subresources reach their target (see proxy.ts);
+   * default: TCP to the pod IP or the node's InternalIP.
+   */
+  dial?: ProxyDialer;
 }
 
 export interface ApiServer {
@@ -158,6 +165,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 10_000,
     progressBookmarkMs: opts.progressBookmarkMs ?? 100,
     ...(opts.log ? { log: opts.log } : {}),
+    ...(opts.dial ? { dial: opts.dial } : {}),
   });
   const server = createServer((req, res) => handler.handle(req, res));
   // Watches are long-lived; node's default request timeouts must not cut them.

@@ -37,6 +37,7 @@ import { apiVersionOf, type ResourceType } from './registry.ts';
 import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import type { ObjectFilter, Store, WatchEvent, WriteOptions } from './store.ts';
 import { partialMetadata, toTable, type IncludeObject } from './table.ts';
+import { matchProxyPath, proxyRequest, tcpDialer, type ProxyDialer } from './proxy.ts';
 
 export interface HandlerOptions {
   store: Store;
@@ -46,6 +47,8 @@ export interface HandlerOptions {
   /** Delay of the BOOKMARK that follows any write (see watch()); 0 disables. */
   progressBookmarkMs: number;
   log?: (line: string) => void;
+  /** How pods/proxy and nodes/proxy reach their target (proxy.ts); default TCP. */
+  dial?: ProxyDialer;
 }
 
 const MAX_BODY = 16 * 1024 * 1024;
@@ -115,6 +118,8 @@ export class Handler {
         return sendJson(res, 200, apiVersions(this.opts.serverAddress()));
       }
       if (s1 !== 'v1') throw notFoundPath(url.pathname);
+      const proxy = matchProxyPath(url.pathname);
+      if (proxy) return proxyRequest(req, res, this.store, proxy, url.search, this.opts.dial ?? tcpDialer);
       return this.resource(req, res, url, '', 'v1', segs.slice(2));
     }
     if (s0 === 'apis') {
