@@ -1,0 +1,95 @@
+/**
+ * The L7 decider: judges one HTTP request against the compiled policy in force now.
+ *
+ * For a request on a connection (src -> dst:port), with the latest CompileResult:
+ * - when src is a local endpoint, its egress towards dst must allow the request;
+ * - when dst is a local endpoint, its ingress from src must allow it;
+ * both when both are local (the proxy on this node saw the connection once). Each side
+ * is the datapath's own verdict (pkg/policy/evaluate.ts, same lookup order): a plain
+ * L3/L4 allow lets every request through (the union of NetworkPolicy semantics), an entry
+ * that redirects lets through the requests one of its `http` rules matches; no allow at
+ * all (the policy changed since the connection was opened) denies every request.
+ *
+ * Pure: the result source is a function, read on every request, so a policy update
+ * applies to the next request of an open connection.
+ */
+import type { Direction } from '../datapath/types.ts';
+import { PROTO_TCP } from '../datapath/types.ts';
+import { evaluate, l7RulesFor } from '../policy/evaluate.ts';
+import type { CompileResult } from '../policy/types.ts';
+import { matchHttpRule } from './match.ts';
+import type { ConnectionInfo, L7Decider, L7Decision, RequestInfo } from './types.ts';
+
+interface Side {
+  endpointId: number;
+  direction: Direction;
+  remoteIp: string;
+}
+
+export class PolicyDecider implements L7Decider {
+  readonly #source: () => CompileResult | undefined;
+  #indexed?: CompileResult;
+  #byIp = new Map<string, number>();
+
+  /** `source` returns the latest compile result (undefined before the first one). */
+  constructor(source: () => CompileResult | undefined) {
+    this.#source = source;
+  }
+
+  #endpointOf(r: CompileResult, ip: string): number | undefined {
+    if (this.#indexed !== r) {
+      this.#byIp = new Map(r.state.endpoints.map((e) => [e.ipv4, e.endpointId]));
+      this.#indexed = r;
+    }
+    return this.#byIp.get(ip);
+  }
+
+  /** The sides that judge this connection: the client's egress first, then the server's ingress. */
+  #sides(r: CompileResult, conn: ConnectionInfo): Side[] {
+    const sides: Side[] = [];
+    const src = this.#endpointOf(r, conn.srcIp);
+    if (src !== undefined) sides.push({ endpointId: src, direction: 'egress', remoteIp: conn.dstIp });
+    const dst = this.#endpointOf(r, conn.dstIp);
+    if (dst !== undefined) sides.push({ endpointId: dst, direction: 'ingress', remoteIp: conn.srcIp });
+    return sides;
+  }
+
+  direction(conn: ConnectionInfo): Direction {
+    const r = this.#source();
+    const sides = r ? this.#sides(r, conn) : [];
+    return sides.at(-1)?.direction ?? 'ingress';
+  }
+
+  decide(conn: ConnectionInfo, req: RequestInfo): L7Decision {
+    const r = this.#source();
+    if (!r) return { allowed: false, direction: 'ingress', policy: 'default-deny' };
+    const sides = this.#sides(r, conn);
+    // Neither end is ours: nothing here allows it (the redirect only sends local traffic).
+    if (sides.length === 0) return { allowed: false, direction: 'ingress', policy: 'default-deny' };
+    let decided: L7Decision | undefined;
+    for (const s of sides) {
+      const v = evaluate(r.state, {
+        endpointId: s.endpointId, direction: s.direction, remoteIp: s.remoteIp,
+        protocol: PROTO_TCP, port: conn.dstPort,
+      });
+      if (!v.allowed) return { allowed: false, direction: s.direction, policy: 'default-deny' };
+      if (v.proxyPort === 0) {
+        // Plain allow (or not enforced): every request, attributed when a rule decided.
+        decided ??= {
+          allowed: true, direction: s.direction,
+          policy: v.ruleId ? r.rules.get(v.ruleId)?.policy : 'none', ruleId: v.ruleId || undefined,
+        };
+        continue;
+      }
+      const l7 = l7RulesFor(r, v);
+      const ruleId = l7?.ruleIds[0] ?? v.ruleId;
+      const policy = r.rules.get(ruleId)?.policy;
+      if (!l7 || !l7.http.some((h) => matchHttpRule(h, req))) {
+        return { allowed: false, direction: s.direction, policy, ruleId };
+      }
+      // The side with http rules is the one worth naming.
+      decided = { allowed: true, direction: s.direction, policy, ruleId };
+    }
+    return decided!;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The L7 decider against compiled policy: which side judges, the union with plain
+ * allows, egress rules, attribution, policy updates, invalid rules failing closed.
+ */
+import { describe, expect, test } from 'vitest';
+import type { NetworkPolicySpec } from '../../../pkg/policy/snapshot.ts';
+import type { CompileResult } from '../../../pkg/policy/types.ts';
+import { PolicyDecider } from '../../../pkg/l7/decider.ts';
+import type { ConnectionInfo, RequestInfo } from '../../../pkg/l7/types.ts';
+import { upstreamModel, type TestCluster } from '../policy/cluster.ts';
+
+const PROXY = 15001;
+const pod = (name: string) => ({ matchLabels: { pod: name } });
+
+function req(method: string, path: string, headers: Record<string, string> = {}, host?: string): RequestInfo {
+  return { method, path, host, headers: new Map(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), [v]])) };
+}
+
+/** A decider reading `c`'s current compile result for the node of `podKey`. */
+function deciderFor(c: TestCluster, podKey: string): PolicyDecider {
+  return new PolicyDecider(() => c.result(c.nodeOf(podKey)));
+}
+
+function conn(c: TestCluster, from: string, to: string, port = 80): ConnectionInfo {
+  return { srcIp: c.ipOf(from), srcPort: 40000, dstIp: c.ipOf(to), dstPort: port };
+}
+
+const publicOnly: Partial<NetworkPolicySpec> = {
+  podSelector: pod('a'),
+  ingress: [{ from: [{ podSelector: pod('b') }], ports: [{ port: 80, http: [{ method: 'GET', path: '/public(/.*)?' }] }] }],
+};
+
+describe('PolicyDecider', () => {
+  test('ingress http rules: GET /public allowed, POST /public and GET /admin denied, attributed', () => {
+    const c = upstreamModel({ l7ProxyPort: PROXY });
+    c.policy('x', 'l7', publicOnly, 'PalisadeNetworkPolicy');
+    const d = deciderFor(c, 'x/a');
+    const k = conn(c, 'x/b', 'x/a');
+    expect(d.decide(k, req('GET', '/public'))).toMatchObject({ allowed: true, direction: 'ingress', policy: 'PalisadeNetworkPolicy:x/l7' });
+    expect(d.decide(k, req('GET', '/public/x?y=1')).allowed).toBe(true);
+    expect(d.decide(k, req('POST', '/public'))).toMatchObject({ allowed: false, direction: 'ingress', policy: 'PalisadeNetworkPolicy:x/l7' });
+    expect(d.decide(k, req('GET', '/admin')).allowed).toBe(false);
+    expect(d.decide(k, req('GET', '/publicity')).allowed).toBe(false);
+  });
+
+  test('header and host rules', () => {
+    const c = upstreamModel({ l7ProxyPort: PROXY });
+    c.policy('x', 'l7', {
+      podSelector: pod('a'),
+      ingress: [{ ports: [{ port: 80, http: [{ headers: [{ name: 'X-Token', value: 's3cret' }] }, { host: 'api.example.com' }] }] }],
+    }, 'PalisadeNetworkPolicy');
+    const d = deciderFor(c, 'x/a');
+    const k = conn(c, 'y/b', 'x/a');
+    expect(d.decide(k, req('GET', '/', { 'x-token': 's3cret' })).allowed).toBe(true);
+    expect(d.decide(k, req('GET', '/', { 'x-token': 'wrong' })).allowed).toBe(false);
+    expect(d.decide(k, req('GET', '/', {}, 'api.example.com')).allowed).toBe(true);
+    expect(d.decide(k, req('GET', '/', {}, 'other.example.com')).allowed).toBe(false);
+  });
+
+  test('union: a plain L3/L4 allow of the same peer and port allows every request', () => {
+    const c = upstreamModel({ l7ProxyPort: PROXY });
+    c.policy('x', 'l7', publicOnly, 'PalisadeNetworkPolicy');
+    c.policy('x', 'l4', { podSelector: pod('a'), ingress: [{ from: [{ podSelector: pod('b') }], ports: [{ port: 80 }] }] });
+    const d = deciderFor(c, 'x/a');
+    const v = d.decide(conn(c, 'x/b', 'x/a'), req('POST', '/admin'));
+    expect(v.allowed).toBe(true);
+    // One merged entry: attributed to one of the two policies behind it.
+    expect(['NetworkPolicy:x/l4', 'PalisadeNetworkPolicy:x/l7']).toContain(v.policy);
+  });
+
+  test('egress rules on the client side judge requests whose server is elsewhere', () => {
+    const c = upstreamModel({ l7ProxyPort: PROXY });
+    c.policy('x', 'egress-l7', {
+      podSelector: pod('a'), policyTypes: ['Egress'],
+      egress: [{ ports: [{ port: 80, http: [{ method: 'GET' }] }] }],
+    }, 'PalisadeNetworkPolicy');
+    const d = deciderFor(c, 'x/a');
+    // The server is on another node: only x/a's egress is on this node.
+    const remote = c.podKeys().find((p) => c.nodeOf(p) !== c.nodeOf('x/a'))!;
+    const k = conn(c, 'x/a', remote);
+    expect(d.decide(k, req('GET', '/anything'))).toMatchObject({ allowed: true, direction: 'egress' });
+    expect(d.decide(k, req('DELETE', '/anything'))).toMatchObject({ allowed: false, direction: 'egress' });
+    expect(d.direction(k)).toBe('egress');
+  });
+
+  test('a policy update applies to the next request', () => {
+    const c = upstreamModel({ l7ProxyPort: PROXY });
+    c.policy('x', 'l7', publicOnly, 'PalisadeNetworkPolicy');
+    const d = deciderFor(c, 'x/a');
+    const k = conn(c, 'x/b', 'x/a');
+    expect(d.decide(k, req('GET', '/admin')).allowed).toBe(false);
+    c.policy('x', 'l7', {
+      ...publicOnly,
+      ingress: [{ from: [{ podSelector: pod('b') }], ports: [{ port: 80, http: [{ path: '/admin' }] }] }],
+    }, 'PalisadeNetworkPolicy');
+    expect(d.decide(k, req('GET', '/admin')).allowed).toBe(true);
+    expect(d.decide(k, req('GET', '/public')).allowed).toBe(false);
+    // L3/L4 no longer allows the peer at all: every request denied.
+    c.deletePolicy('x', 'l7', 'PalisadeNetworkPolicy');
+    c.policy('x', 'deny', { podSelector: pod('a') });
+    expect(d.decide(k, req('GET', '/admin'))).toMatchObject({ allowed: false, policy: 'default-deny' });
+  });
+
+  test('an invalid regular expression fails closed and is named', () => {
+    const c = upstreamModel({ l7ProxyPort: PROXY });
+    c.policy('x', 'bad', {
+      podSelector: pod('a'),
+      ingress: [{ ports: [{ port: 80, http: [{ path: '/(unclosed' }] }] }],
+    }, 'PalisadeNetworkPolicy');
+    expect(c.problems().join('\n')).toMatch(/PalisadeNetworkPolicy:x\/bad spec\.ingress\[0\]\.ports\[0\]\.http\[0\]\.path: invalid regular expression/);
+    const d = deciderFor(c, 'x/a');
+    expect(d.decide(conn(c, 'y/b', 'x/a'), req('GET', '/(unclosed')).allowed).toBe(false);
+  });
+
+  test('before the first compile result every request is denied', () => {
+    const d = new PolicyDecider((): CompileResult | undefined => undefined);
+    expect(d.decide({ srcIp: '10.0.0.1', srcPort: 1, dstIp: '10.0.0.2', dstPort: 80 }, req('GET', '/')).allowed).toBe(false);
+  });
+});
