@@ -21,7 +21,11 @@ export interface AgentOptions {
   bpffsRoot: string;
   /** `linux` (default) enforces; `none` records entries in memory only (tests before the datapath landed). */
   datapath: 'linux' | 'memory' | 'none';
-  /** How the linux datapath attaches to pod veths: tcx (default; clsact where the kernel has none) or clsact. */
+  /**
+   * How the linux datapath attaches to pod veths: clsact (default) or tcx (clsact where
+   * the kernel has none). tcx costs every ADD and DEL RCU grace periods under the RTNL
+   * lock, ~30 ms measured; see docs/cni.md.
+   */
   attach?: 'tcx' | 'clsact';
   mtu?: number;
   realizeTimeoutMs: number;
@@ -53,7 +57,7 @@ options:
   --realize-timeout-ms N how long CNI ADD waits for the endpoint's policy (default 60000)
   --datapath linux|memory|none
                          linux (default) loads and enforces; memory and none are for tests
-  --attach tcx|clsact    how programs attach to pod veths (default tcx; see docs/cni.md)
+  --attach clsact|tcx    how programs attach to pod veths (default clsact; see docs/cni.md)
   --log-level debug|info|warn|error
   --health-port N        TCP port for /healthz, /readyz, /metrics (default 9876)
   --health-bind-address A
@@ -180,7 +184,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
   if (datapath !== 'linux' && datapath !== 'memory' && datapath !== 'none') {
     throw new UsageError('--datapath must be linux, memory or none');
   }
-  const attach = values.attach ?? 'tcx';
+  const attach = values.attach ?? 'clsact';
   if (attach !== 'tcx' && attach !== 'clsact') throw new UsageError('--attach must be tcx or clsact');
   const logLevel = values['log-level'] ?? 'info';
   if (logLevel !== 'debug' && logLevel !== 'info' && logLevel !== 'warn' && logLevel !== 'error') {

@@ -6,12 +6,12 @@ describe('palisade-agent options', () => {
     expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24'])).toMatchObject({
       mode: 'standalone', nodeName: 'n', podCidr: '10.1.0.0/24', stateDir: '/var/lib/palisade',
       apiSocket: '/var/run/palisade/cni.sock', pendingDelDir: '/var/run/palisade/pending-del',
-      bpffsRoot: '/sys/fs/bpf', datapath: 'linux', attach: 'tcx', realizeTimeoutMs: 60000, logLevel: 'info',
+      bpffsRoot: '/sys/fs/bpf', datapath: 'linux', attach: 'clsact', realizeTimeoutMs: 60000, logLevel: 'info',
     });
   });
-  it('--attach clsact and --log-level debug', () => {
-    expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--attach', 'clsact',
-      '--log-level', 'debug'])).toMatchObject({ attach: 'clsact', logLevel: 'debug' });
+  it('--attach tcx and --log-level debug', () => {
+    expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--attach', 'tcx',
+      '--log-level', 'debug'])).toMatchObject({ attach: 'tcx', logLevel: 'debug' });
   });
   it('the pending-DEL spool follows the socket', () => {
     expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24',
