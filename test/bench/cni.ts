@@ -98,7 +98,10 @@ async function setup(): Promise<{ pal: Plugin; ref: Plugin }> {
     '--node-name', 'bench', '--pod-cidr', '10.200.0.0/16', '--state-dir', join(dir, 'state'),
     '--api-socket', socket, '--bpffs-root', bpffs, '--log-level', 'debug',
     // BENCH_CNI_DATAPATH=none isolates the CNI path from the eBPF attach cost.
-    '--datapath', process.env.BENCH_CNI_DATAPATH ?? 'linux'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--datapath', process.env.BENCH_CNI_DATAPATH ?? 'linux',
+    // BENCH_CNI_ATTACH=tcx|clsact overrides the agent's default attach mode.
+    ...(process.env.BENCH_CNI_ATTACH ? ['--attach', process.env.BENCH_CNI_ATTACH] : [])],
+  { stdio: ['ignore', 'ignore', 'pipe'] });
   collectAgentLog(agent);
   for (let i = 0; i < 300 && (await get(socket, '/readyz')) !== 200; i++) await new Promise((r) => setTimeout(r, 100));
   if ((await get(socket, '/readyz')) !== 200) throw new Error('agent did not become ready');

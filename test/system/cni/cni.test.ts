@@ -119,11 +119,13 @@ describePrivileged('CNI ADD/CHECK/DEL against a real agent', () => {
     expectSpecError(await node.cni('CHECK', { containerId: 'nope', netns: p1, config: node.netConfig({ prevResult: add1 }) }), 3);
   });
 
-  it.skipIf(testDatapath() !== 'linux')('ADD attached the programs and wrote the endpoint map entry', async () => {
-    const eps = (await node.get('/v1/endpoints')).body as { containerId: string; ifindex: number }[];
-    const ifindex = eps.find((e) => e.containerId === 'ctr1')!.ifindex;
-    expect(node.pinnedLinks(ifindex).sort()).toEqual([`${ifindex}-egress`, `${ifindex}-ingress`]);
-    expect(await node.endpointMapKeys()).toContain(ifindex);
+  it.skipIf(testDatapath() !== 'linux')('ADD attached the programs (clsact by default) and wrote the endpoint map entry', async () => {
+    const eps = (await node.get('/v1/endpoints')).body as { containerId: string; ifindex: number; hostIfName: string }[];
+    const ep = eps.find((e) => e.containerId === 'ctr1')!;
+    expect(await node.clsactPrograms(ep.hostIfName, 'ingress')).toEqual(['from_pod']);
+    expect(await node.clsactPrograms(ep.hostIfName, 'egress')).toEqual(['to_pod']);
+    expect(node.pinnedLinks(ep.ifindex)).toEqual([]);
+    expect(await node.endpointMapKeys()).toContain(ep.ifindex);
   });
 
   it('DEL removes the veth, the address, the lease and the endpoint; a second DEL succeeds', async () => {
@@ -271,5 +273,36 @@ describePrivileged('CNI with an exhausted pod CIDR', () => {
     expect((await node.cni('DEL', { containerId: 'full0', netns: paths[0] })).code).toBe(0);
     const again = await node.cni('ADD', { containerId: 'full6', netns: paths[6] });
     expect(again.code, again.stdout).toBe(0);
+  });
+});
+
+describePrivileged('CNI with --attach tcx', () => {
+  let node: Node;
+  beforeAll(async () => {
+    node = new Node('tcx', '10.125.0.0/29');
+    await node.init();
+    await node.startAgent(['--attach', 'tcx']);
+  });
+  afterAll(async () => { await node?.destroy(); });
+
+  it.skipIf(testDatapath() !== 'linux')('ADD attaches pinned tcx links, pods talk, DEL removes links and veth', async () => {
+    const pa = await node.addPod('ta');
+    const pb = await node.addPod('tb');
+    const a = await node.cni('ADD', { containerId: 'tcxa', netns: pa });
+    expect(a.code, `${a.stdout}${node.agentLog}`).toBe(0);
+    const b = await node.cni('ADD', { containerId: 'tcxb', netns: pb });
+    expect(b.code, b.stdout).toBe(0);
+    const eps = (await node.get('/v1/endpoints')).body as { containerId: string; ifindex: number; hostIfName: string }[];
+    const ea = eps.find((e) => e.containerId === 'tcxa')!;
+    expect(node.pinnedLinks(ea.ifindex).sort()).toEqual([`${ea.ifindex}-egress`, `${ea.ifindex}-ingress`]);
+    expect(await node.clsactPrograms(ea.hostIfName, 'ingress')).toEqual([]);
+    const ipB = (b.json!.ips as { address: string }[])[0]!.address.split('/')[0]!;
+    const ping = await node.inPod(pa, 'ping', ['-c', '1', '-W', '2', ipB]);
+    expect(ping.code, ping.stdout + ping.stderr).toBe(0);
+    const del = await node.cni('DEL', { containerId: 'tcxa', netns: pa });
+    expect(del.code, del.stdout).toBe(0);
+    expect(node.pinnedLinks(ea.ifindex)).toEqual([]);
+    expect(await node.hostLinks()).not.toContain(ea.hostIfName);
+    expect(await node.endpointMapKeys()).not.toContain(ea.ifindex);
   });
 });

@@ -294,6 +294,15 @@ export class Node {
     return existsSync(d) ? readdirSync(d).filter((f) => f.startsWith(`${ifindex}-`)) : [];
   }
 
+  /** Programs attached with clsact to a host veth's hook (names from `tc filter show`). */
+  async clsactPrograms(hostIf: string, hook: 'ingress' | 'egress'): Promise<string[]> {
+    const r = await sh('tc', ['-n', this.nodeNs, '-j', 'filter', 'show', 'dev', hostIf, hook]);
+    if (r.code !== 0) return [];
+    return (JSON.parse(r.stdout || '[]') as { options?: { bpf_name?: string; prog?: { name?: string } } }[])
+      .map((f) => f.options?.prog?.name ?? f.options?.bpf_name?.split(':')[0])
+      .filter((n): n is string => typeof n === 'string');
+  }
+
   /** Keys (host-veth ifindexes) of the pinned endpoints map, read with bpftool. */
   async endpointMapKeys(): Promise<number[]> {
     const r = await this.must('bpftool', ['-j', 'map', 'dump', 'pinned', join(this.bpffs, 'palisade', 'maps', 'pal_endpoints')]);
