@@ -1,29 +1,18 @@
 /**
  * In-cluster credentials: what a pod has when neither --standalone nor --kubeconfig is
- * given. client-node's loadFromCluster does not check that the service-account files
- * exist (a missing token only shows up as 401s later), so the agent checks first and
- * fails with a clear error.
+ * given. Checked up front (client-node's loadFromCluster would not notice a missing token
+ * until requests fail with 401s), and loaded without client-node (pkg/k8s/kubeconfig.ts:
+ * it costs the agent ~80 MB of memory). The result is what the control plane and the
+ * agent's own requests use.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import { inClusterCredentials, SERVICE_ACCOUNT_DIR, type KubeConfigLike } from '../k8s/kubeconfig.ts';
 
-export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+export { SERVICE_ACCOUNT_DIR };
 
 /**
- * Loads the in-cluster KubeConfig (server from KUBERNETES_SERVICE_HOST/PORT); throws
+ * Loads the in-cluster credentials (server from KUBERNETES_SERVICE_HOST/PORT); throws
  * naming what is missing. `root` prefixes the service-account path (tests).
  */
-export function loadInClusterConfig(root = ''): KubeConfig {
-  const dir = `${root}${SERVICE_ACCOUNT_DIR}`;
-  const missing = ['token', 'ca.crt'].map((f) => join(dir, f)).filter((f) => !existsSync(f));
-  if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
-    missing.push('KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT');
-  }
-  if (missing.length) {
-    throw new Error(`in-cluster credentials: missing ${missing.join(', ')} (not in a pod? pass --kubeconfig)`);
-  }
-  const kc = new KubeConfig();
-  kc.loadFromCluster(root);
-  return kc;
+export function loadInClusterConfig(root = ''): KubeConfigLike {
+  return inClusterCredentials(root);
 }

@@ -4,11 +4,12 @@
  * standalone agents never load the Kubernetes client.
  */
 import { join } from 'node:path';
-import { CoreV1Api } from '@kubernetes/client-node';
 import { createKubernetesControlPlane, type KubernetesControlPlane } from '../controlplane/kubernetes.ts';
 import { LinuxRouting } from '../datapath/linux/routing.ts';
 import type { LogFn } from '../endpoint/manager.ts';
-import { loadKubeConfig } from '../k8s/source.ts';
+import { loadApiConfig, type KubeConfigLike } from '../k8s/kubeconfig.ts';
+import { apiRequest } from '../k8s/request.ts';
+import type { Node } from '../policy/snapshot.ts';
 import { loadInClusterConfig } from './incluster.ts';
 import type { Logger } from '../k8s/clock.ts';
 import type { ControlPlaneFactoryOptions, ControlPlaneHandle, KubernetesParts } from './seams.ts';
@@ -30,15 +31,15 @@ function logger(log: LogFn): Logger {
  * Reads spec.podCIDR (or the first IPv4 of spec.podCIDRs) of the node, polling until
  * the Node exists and has one (the node IPAM controller assigns it after registration).
  */
-export async function readNodePodCidr(kubeconfig: string | undefined, nodeName: string, log: LogFn,
+export async function readNodePodCidr(kubeconfig: string | KubeConfigLike | undefined, nodeName: string, log: LogFn,
   timeoutMs = POD_CIDR_TIMEOUT_MS): Promise<string> {
-  const kc = kubeconfig === undefined ? loadInClusterConfig() : loadKubeConfig(kubeconfig);
-  const core = kc.makeApiClient(CoreV1Api);
+  const kc = typeof kubeconfig === 'object' ? kubeconfig
+    : kubeconfig === undefined ? loadInClusterConfig() : loadApiConfig(kubeconfig);
   const deadline = Date.now() + timeoutMs;
   let last: string;
   for (;;) {
     try {
-      const node = await core.readNode({ name: nodeName });
+      const node = await apiRequest<Node>(kc, { method: 'GET', path: `/api/v1/nodes/${encodeURIComponent(nodeName)}` });
       const cidrs = [node.spec?.podCIDR, ...(node.spec?.podCIDRs ?? [])].filter((c): c is string => !!c);
       const v4 = cidrs.find((c) => /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(c));
       if (v4) return v4;
@@ -87,13 +88,12 @@ class Handle implements ControlPlaneHandle {
 }
 
 export async function createKubernetesParts(o: ControlPlaneFactoryOptions): Promise<KubernetesParts> {
-  // Without --kubeconfig: fail clearly now if the service-account files are absent. The
-  // control plane then loads the default rules, which in a pod (no KUBECONFIG, no
-  // ~/.kube/config) are the same in-cluster credentials.
-  if (o.kubeconfig === undefined) loadInClusterConfig();
-  const podCidr = await readNodePodCidr(o.kubeconfig, o.nodeName, o.log);
+  // Without --kubeconfig: the in-cluster credentials (failing clearly now if the
+  // service-account files are absent); one loaded config for every request the agent makes.
+  const kubeConfig = o.kubeconfig === undefined ? loadInClusterConfig() : loadApiConfig(o.kubeconfig);
+  const podCidr = await readNodePodCidr(kubeConfig, o.nodeName, o.log);
   const cp = await createKubernetesControlPlane({
-    kubeconfig: o.kubeconfig,
+    kubeConfig,
     nodeName: o.nodeName,
     datapath: o.datapath,
     routing: new LinuxRouting(),

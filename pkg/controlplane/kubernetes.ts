@@ -8,14 +8,21 @@
 import type { Datapath } from '../datapath/types.ts';
 import { KubernetesCluster } from '../k8s/cluster.ts';
 import { errorMessage, silentLogger, type Clock, type Logger } from '../k8s/clock.ts';
-import { ClientNodeSource, loadKubeConfig } from '../k8s/source.ts';
+import { loadApiConfig, type KubeConfigLike } from '../k8s/kubeconfig.ts';
+import { ClientNodeSource } from '../k8s/source.ts';
 import { PolicyCompiler, type PolicyCompilerOptions } from '../policy/compile.ts';
 import { ControlPlane, type ControlPlaneOptions } from './controlplane.ts';
 import { loadIdentityState, saveIdentityState } from './identity-state.ts';
 import type { Routing } from './routes.ts';
 
 export interface KubernetesControlPlaneOptions {
-  /** kubeconfig file; undefined = the default loading rules (in-cluster service account). */
+  /**
+   * The API server and credentials: a loaded config (the agent passes its in-cluster
+   * credentials, see pkg/k8s/kubeconfig.ts; a client-node KubeConfig works too). Wins
+   * over `kubeconfig`.
+   */
+  kubeConfig?: KubeConfigLike;
+  /** kubeconfig file, when `kubeConfig` is not given; neither = client-node's default rules. */
   kubeconfig?: string;
   nodeName: string;
   datapath: Datapath;
@@ -99,7 +106,7 @@ export async function createKubernetesControlPlane(
   opts: KubernetesControlPlaneOptions,
 ): Promise<KubernetesControlPlane> {
   const log = opts.log ?? silentLogger;
-  const kc = loadKubeConfig(opts.kubeconfig);
+  const kc = opts.kubeConfig ?? loadApiConfig(opts.kubeconfig);
   const cluster = new KubernetesCluster({
     source: new ClientNodeSource(kc), clock: opts.clock, log, quietMs: opts.quietMs,
   });

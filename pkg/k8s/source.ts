@@ -1,18 +1,24 @@
 /**
- * The real ListWatchSource on @kubernetes/client-node 2.x: the kubeconfig's server, TLS
- * and credentials (KubeConfig.applyToHTTPSOptions, which also refreshes exec/OIDC tokens
- * and honours proxies), plain GET requests for paginated lists, and client-node's `Watch`
- * for the chunked JSON-lines watch stream.
+ * The real ListWatchSource: plain GET requests on node:http(s) for paginated lists and
+ * for the chunked JSON-lines watch stream, with the server, TLS material and credentials
+ * of a `KubeConfigLike` (applyToHTTPSOptions; a client-node KubeConfig works as is and
+ * then also refreshes exec/OIDC tokens).
  *
  * Lists are read as raw JSON on purpose: client-node's typed models rename fields that
  * are reserved words in TypeScript (NetworkPolicyIngressRule.from becomes `_from`), so a
- * typed list would turn `from` peers into "any peer" - failing open.
+ * typed list would turn `from` peers into "any peer" - failing open. Watches are read
+ * here rather than with client-node's `Watch` so that the agent does not load undici and
+ * client-node's models for them (see kubeconfig.ts: memory).
  */
 import http from 'node:http';
 import https from 'node:https';
-import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { createInterface } from 'node:readline';
 import { httpStatusOf, type ListResult, type ListWatchSource } from './informer.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { loadClientNodeKubeConfig, type KubeConfigLike } from './kubeconfig.ts';
 import type { ResourceInfo } from './resources.ts';
+
+export type { KubeConfigLike };
 
 export interface ClientNodeSourceOptions {
   /** Objects per list page (default 500, as client-go). */
@@ -24,6 +30,11 @@ export interface ClientNodeSourceOptions {
   minWatchTimeoutSeconds?: number;
   /** Timeout of one list page request, ms (default 60 s). */
   requestTimeoutMs?: number;
+  /**
+   * A watch silent for this long is closed and reopened, ms (default 90 s): a broken
+   * connection may never report an error. Servers send bookmarks well within it.
+   */
+  watchIdleTimeoutMs?: number;
 }
 
 interface Page {
@@ -42,17 +53,13 @@ export class ApiRequestError extends Error {
   }
 }
 
-/** Loads a kubeconfig file (or the in-cluster service account when `path` is undefined). */
+/**
+ * Loads a kubeconfig file (or the default loading rules when `path` is undefined) as
+ * client-node's KubeConfig, for code that uses client-node's API classes. Loads
+ * client-node; the agent's own requests use kubeconfig.ts's `loadApiConfig` instead.
+ */
 export function loadKubeConfig(path?: string): KubeConfig {
-  const kc = new KubeConfig();
-  try {
-    if (path) kc.loadFromFile(path);
-    else kc.loadFromDefault();
-  } catch (err) {
-    throw new Error(`loading kubeconfig ${path ?? '(default)'}: ${(err as Error).message}`, { cause: err });
-  }
-  if (!kc.getCurrentCluster()) throw new Error(`loading kubeconfig ${path ?? '(default)'}: no current cluster`);
-  return kc;
+  return loadClientNodeKubeConfig(path);
 }
 
 /** The slim form, or the item itself when it is malformed (the informer logs it). */
@@ -65,22 +72,22 @@ function slimOrKeep(res: ResourceInfo, item: unknown): unknown {
 }
 
 export class ClientNodeSource implements ListWatchSource {
-  readonly #kc: KubeConfig;
+  readonly #kc: KubeConfigLike;
   readonly #server: string;
-  readonly #watch: Watch;
   readonly #pageSize: number;
   readonly #minWatchTimeout: number;
   readonly #requestTimeoutMs: number;
+  readonly #watchIdleMs: number;
 
-  constructor(kc: KubeConfig, opts: ClientNodeSourceOptions = {}) {
+  constructor(kc: KubeConfigLike, opts: ClientNodeSourceOptions = {}) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.#kc = kc;
     this.#server = cluster.server.replace(/\/+$/, '');
-    this.#watch = new Watch(kc);
     this.#pageSize = opts.pageSize ?? 500;
     this.#minWatchTimeout = opts.minWatchTimeoutSeconds ?? 300;
     this.#requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
+    this.#watchIdleMs = opts.watchIdleTimeoutMs ?? 90_000;
   }
 
   async list(res: ResourceInfo, signal: AbortSignal): Promise<ListResult> {
@@ -146,6 +153,12 @@ export class ClientNodeSource implements ListWatchSource {
     }
   }
 
+  /**
+   * Opens a watch stream. Resolves (with its abort function) once the server answered;
+   * a non-200 answer or a failed connection is reported through `onDone` (with
+   * `statusCode`), as is the end of the stream (null) and an idle timeout (an error
+   * named `TimeoutError`, which the informer treats as a normal close).
+   */
   async watch(
     res: ResourceInfo,
     resourceVersion: string,
@@ -153,9 +166,79 @@ export class ClientNodeSource implements ListWatchSource {
     onDone: (err: unknown) => void,
   ): Promise<() => void> {
     const timeoutSeconds = Math.round(this.#minWatchTimeout * (1 + Math.random()));
-    const controller = await this.#watch.watch(res.path, {
-      allowWatchBookmarks: true, resourceVersion, timeoutSeconds,
-    }, (type: string, obj: unknown) => onEvent(type, obj), (err: unknown) => onDone(err));
-    return () => controller.abort();
+    const url = new URL(this.#server + res.path);
+    url.searchParams.set('watch', 'true');
+    url.searchParams.set('allowWatchBookmarks', 'true');
+    url.searchParams.set('resourceVersion', resourceVersion);
+    url.searchParams.set('timeoutSeconds', String(timeoutSeconds));
+    const opts: https.RequestOptions = {};
+    await this.#kc.applyToHTTPSOptions(opts);
+    opts.headers = { ...opts.headers, accept: 'application/json' };
+    const send = url.protocol === 'https:' ? https.request : http.request;
+    const controller = new AbortController();
+    let done = false;
+    let idle: NodeJS.Timeout | undefined;
+    const finish = (err: unknown) => {
+      if (done) return;
+      done = true;
+      clearTimeout(idle);
+      controller.abort();
+      onDone(err);
+    };
+    const touch = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        const err = new Error(`watch ${res.path}: no data for ${this.#watchIdleMs} ms`);
+        err.name = 'TimeoutError';
+        finish(err);
+      }, this.#watchIdleMs);
+      idle.unref();
+    };
+    const abort = () => finish(null);
+    await new Promise<void>((answered) => {
+      touch();
+      const req = send(url, { ...opts, method: 'GET', signal: controller.signal }, (resp) => {
+        const status = resp.statusCode ?? 0;
+        if (status !== 200) {
+          const chunks: Buffer[] = [];
+          resp.on('data', (c: Buffer) => chunks.push(c));
+          resp.on('error', () => {});
+          resp.on('end', () => {
+            let reason = resp.statusMessage ?? '';
+            try {
+              reason = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { message?: string }).message ?? reason;
+            } catch { /* not a Status object */ }
+            finish(new ApiRequestError(`watching ${res.path}: HTTP ${status}: ${reason}`, status));
+            answered();
+          });
+          return;
+        }
+        answered();
+        touch();
+        resp.on('data', touch);
+        resp.on('error', (err) => finish(done ? null : err));
+        resp.on('close', () => finish(null));
+        const lines = createInterface({ input: resp, crlfDelay: Infinity });
+        // readline re-emits the response's errors (an abort is one): handled like it.
+        lines.on('error', (err) => finish(done ? null : err));
+        lines.on('line', (line) => {
+          if (done || !line) return;
+          let ev: { type?: unknown; object?: unknown };
+          try {
+            ev = JSON.parse(line) as typeof ev;
+          } catch {
+            return finish(new ApiRequestError(`watching ${res.path}: invalid JSON line`));
+          }
+          if (typeof ev.type === 'string') onEvent(ev.type, ev.object);
+        });
+      });
+      req.on('error', (err) => {
+        finish(controller.signal.aborted && done ? null
+          : new ApiRequestError(`watching ${res.path}: ${err.message}`, undefined, { cause: err }));
+        answered();
+      });
+      req.end();
+    });
+    return abort;
   }
 }
