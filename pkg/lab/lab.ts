@@ -25,6 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { killAll, pidAlive, pidMatches, run, sleep, startDetached } from './exec.ts';
 import { invokeCni, type CniCall } from './cni.ts';
 import { KubeClient, type Json } from './kube.ts';
+import { AGENT_POD_LABELS, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_PORT } from '../inspect/agents.ts';
 import type { ContainerPort, ProbeSpec } from './scenario.ts';
 import type { ProbeRequest, ProbeValue } from './probe.ts';
 import {
@@ -300,7 +301,7 @@ export class Lab {
     writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
     let lab: Lab | undefined;
     try {
-      const apiPid = await startApiServer(dir);
+      const apiPid = await startApiServer(dir, cni === 'palisade' ? opts.nodes : 0);
       state.apiPid = apiPid;
       writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
       const api = JSON.parse(readFileSync(join(dir, 'api.json'), 'utf8')) as { url: string };
@@ -376,7 +377,10 @@ export class Lab {
       if (!pidAlive(pid)) throw new Error(`agent on ${n.name} exited: ${lastLines(log, 5)}`);
       try {
         const r = await unixRequest(this.agentSock(n), 'GET', '/v1/status', undefined, 2000);
-        if (r.status === 200 && r.json.ready === true) return;
+        if (r.status === 200 && r.json.ready === true) {
+          await this.registerAgentPod(n);
+          return;
+        }
         last = JSON.stringify(r.json);
       } catch (err) {
         last = (err as Error).message;
@@ -384,6 +388,33 @@ export class Lab {
       await sleep(100);
     }
     throw new Error(`agent on ${n.name} not ready within 60 s (${last}); log: ${lastLines(log, 5)}`);
+  }
+
+  /**
+   * Records the node's agent as the chart's DaemonSet would have it: a running
+   * hostNetwork pod in the agent namespace with the health port, so `kubectl palisade`
+   * finds it by label and reaches it through pods/proxy (the lab API server relays that
+   * port to the agent's unix socket).
+   */
+  private async registerAgentPod(n: NodeInfo): Promise<void> {
+    const ref = { apiVersion: 'v1', kind: 'Pod', namespace: DEFAULT_AGENT_NAMESPACE, name: `palisade-agent-${n.name}` };
+    await this.kube.create({
+      apiVersion: 'v1', kind: 'Pod',
+      metadata: { name: ref.name, namespace: ref.namespace, labels: { ...AGENT_POD_LABELS, 'app.kubernetes.io/instance': 'palisade' } },
+      spec: {
+        nodeName: n.name, hostNetwork: true,
+        containers: [{ name: 'agent', image: 'palisade-lab/agent', ports: [{ name: 'health', containerPort: DEFAULT_AGENT_PORT, protocol: 'TCP' }] }],
+      },
+    });
+    const cur = await this.kube.get(ref);
+    const now = new Date().toISOString();
+    await this.kube.replaceStatus(ref, {
+      ...cur,
+      status: {
+        phase: 'Running', hostIP: n.ip, podIP: n.ip, podIPs: [{ ip: n.ip }], startTime: now,
+        conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }],
+      },
+    });
   }
 
   private saveState(): void {
@@ -665,14 +696,20 @@ export function serviceNameOf(key: string): string {
   return `s-${ns}-${pod}`;
 }
 
-/** Starts the lab API server process and waits for its readiness file. */
-async function startApiServer(dir: string): Promise<number> {
+/**
+ * Starts the lab API server process and waits for its readiness file. The pods/proxy
+ * subresource reaches the agent of each of the first `agents` nodes on its unix socket
+ * (as the agent's health port; see registerAgentPod).
+ */
+async function startApiServer(dir: string, agents: number): Promise<number> {
   const root = repoRoot();
   const crdDir = join(root, 'charts/palisade/crds');
   const crds = readdirSyncSafe(crdDir).filter((f) => f.endsWith('.yaml')).flatMap((f) => ['--crd', join(crdDir, f)]);
+  const sockets = Array.from({ length: agents }, (_, i) =>
+    ['--agent-socket', `lab-node-${i}:${DEFAULT_AGENT_PORT}=${join(dir, `n${i}`, 'agent.sock')}`]).flat();
   const log = join(dir, 'apiserver.log');
   const pid = startDetached(process.execPath, [join(root, 'dist/pkg/lab/apiserver-main.js'), '--dir', dir,
-    '--node-server', `http://${GATEWAY_IP}:${API_PORT}`, ...crds], log);
+    '--node-server', `http://${GATEWAY_IP}:${API_PORT}`, ...crds, ...sockets], log);
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     if (existsSync(join(dir, 'api.json'))) return pid;
