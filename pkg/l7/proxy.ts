@@ -58,8 +58,14 @@ export async function startL7Proxy(opts: L7ProxyOptions): Promise<L7Proxy> {
       // A failing sink must not break the request path.
     }
   };
+  let port = 0;
   const originalDestination = opts.originalDestination
-    ?? ((s: net.Socket) => ({ ip: s.localAddress ?? '', port: s.localPort ?? 0 }));
+    ?? ((s: net.Socket) => {
+      // With TPROXY/sk_assign the local address is the server pod's; a connection whose
+      // local port is the proxy's own was addressed to the proxy itself and would loop.
+      if (s.localPort === port) throw new L7ProxyError('PAL_L7_SELF', 'connection addressed to the proxy itself');
+      return { ip: s.localAddress ?? '', port: s.localPort ?? 0 };
+    });
   const connectUpstream = opts.connectUpstream
     ?? ((c: ConnectionInfo) => net.connect({ host: c.dstIp, port: c.dstPort }));
 
@@ -106,7 +112,7 @@ export async function startL7Proxy(opts: L7ProxyOptions): Promise<L7Proxy> {
     });
   });
   server.on('error', () => { /* after listen: accept errors are per connection */ });
-  const port = (server.address() as net.AddressInfo).port;
+  port = (server.address() as net.AddressInfo).port;
 
   let closing: Promise<void> | null = null;
   return {

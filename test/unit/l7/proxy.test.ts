@@ -351,6 +351,63 @@ describe('upstream failures and limits', () => {
     }
   });
 
+  test('a stalled upstream stalls the upload: the proxy does not buffer the body', async () => {
+    const held: net.Socket[] = [];
+    const stalled = net.createServer((s) => {
+      s.pause();
+      held.push(s);
+    });
+    await new Promise<void>((r) => stalled.listen(0, '127.0.0.1', r));
+    try {
+      fx = await startProxy((stalled.address() as net.AddressInfo).port, 'all');
+      const s = net.connect({ host: '127.0.0.1', port: fx.proxy.port });
+      s.on('error', () => {});
+      await new Promise((r) => s.once('connect', r));
+      s.write(`POST /upload HTTP/1.1\r\nHost: web\r\nContent-Length: ${512 * 1024 * 1024}\r\n\r\n`);
+      const piece = Buffer.alloc(64 * 1024);
+      let written = 0;
+      // Write until the socket stops draining for 500 ms (back-pressure reached the client)
+      // or 128 MB went out (the proxy would be buffering).
+      while (written < 128 * 1024 * 1024) {
+        written += piece.length;
+        if (!s.write(piece)) {
+          const drained = await Promise.race([
+            new Promise((r) => s.once('drain', () => r(true))),
+            new Promise((r) => setTimeout(() => r(false), 500)),
+          ]);
+          if (!drained) break;
+        }
+      }
+      s.destroy();
+      for (const h of held) h.destroy();
+      // Kernel socket buffers on loopback hold a few MB per hop; everything else would be
+      // the proxy's memory.
+      expect(written).toBeLessThan(48 * 1024 * 1024);
+    } finally {
+      await fx.proxy.close();
+      await new Promise<void>((r) => stalled.close(() => r()));
+    }
+  });
+
+  test('a connection addressed to the proxy port itself is refused (no loop)', async () => {
+    const records: unknown[] = [];
+    const proxy = await startL7Proxy({
+      host: '127.0.0.1', port: 0, node: 'n', decider: { decide: () => ({ allowed: true, direction: 'ingress' }) },
+      onRecord: (r) => records.push(r),
+    });
+    try {
+      const c = new RawClient(proxy.port);
+      clients.push(c);
+      c.send(get('/'));
+      expect(await c.closedWithin()).toBe(true);
+      expect(c.text).toBe('');
+      expect(records).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+    fx = await startProxy(upstream.port, 'all');
+  });
+
   test('maxConnections: a connection beyond the limit is refused', async () => {
     await use('all', { limits: { maxConnections: 1 } });
     const a = client();
