@@ -36,11 +36,18 @@ export interface AgentOptions {
   /** Where the agent writes 10-palisade.conflist once it serves ADDs; unset = never. */
   cniConfDir?: string;
   removeCniConfOnShutdown: boolean;
+  /**
+   * Kubernetes mode, linux datapath: port of the L7 HTTP proxy on 127.0.0.1 that
+   * PalisadeNetworkPolicy `http` rules redirect to; 0 = no proxy (http rules fail closed).
+   */
+  l7ProxyPort: number;
 }
 
 /** The chart's defaults (charts/palisade values healthPort, healthBindAddress). */
 export const DEFAULT_HEALTH_PORT = 9876;
 export const DEFAULT_HEALTH_BIND_ADDRESS = '127.0.0.1';
+/** The chart's default (charts/palisade value l7ProxyPort). */
+export const DEFAULT_L7_PROXY_PORT = 15001;
 
 export const USAGE = `usage:
   palisade-agent --standalone --node-name N --pod-cidr CIDR [options]
@@ -64,7 +71,9 @@ options:
                          address of that listener (default 127.0.0.1)
   --cni-conf-dir D       write D/10-palisade.conflist once CNI ADDs can be served
   --remove-cni-conf-on-shutdown
-                         remove that file on SIGTERM/SIGINT`;
+                         remove that file on SIGTERM/SIGINT
+  --l7-proxy-port N      L7 HTTP proxy port on 127.0.0.1 (default 15001; 0 = no proxy,
+                         PalisadeNetworkPolicy http rules then fail closed)`;
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -99,6 +108,7 @@ const OPTIONS = {
   'health-bind-address': { type: 'string' },
   'cni-conf-dir': { type: 'string' },
   'remove-cni-conf-on-shutdown': { type: 'boolean' },
+  'l7-proxy-port': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -167,6 +177,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     'health-bind-address': str('health-bind-address'),
     'cni-conf-dir': str('cni-conf-dir'),
     'remove-cni-conf-on-shutdown': merged['remove-cni-conf-on-shutdown'] === true,
+    'l7-proxy-port': str('l7-proxy-port'),
   };
   const mode = values.standalone ? 'standalone' : 'kubernetes';
   if (values.standalone && values.kubeconfig) throw new UsageError('--standalone and --kubeconfig exclude each other');
@@ -219,5 +230,6 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     healthBindAddress,
     cniConfDir: values['cni-conf-dir'],
     removeCniConfOnShutdown: values['remove-cni-conf-on-shutdown'],
+    l7ProxyPort: int(values['l7-proxy-port'], '--l7-proxy-port', 0, 65535) ?? DEFAULT_L7_PROXY_PORT,
   };
 }
