@@ -107,10 +107,11 @@ function slimPod(o: Json): Pod {
     if (typeof s.phase === 'string') status.phase = s.phase;
     if (typeof s.podIP === 'string') status.podIP = s.podIP;
     if (Array.isArray(s.podIPs)) {
-      status.podIPs = s.podIPs.filter(isObj).filter((x) => typeof x.ip === 'string')
+      const ips = s.podIPs.filter(isObj).filter((x) => typeof x.ip === 'string')
         .map((x) => ({ ip: x.ip as string }));
+      // podIPs[0] is podIP: keep the list only when it says more (dual stack).
+      if (!(ips.length === 1 && ips[0]!.ip === status.podIP)) status.podIPs = ips;
     }
-    if (typeof s.hostIP === 'string') status.hostIP = s.hostIP;
     pod.status = status;
   }
   return pod;

@@ -107,4 +107,32 @@ describe('ClusterStore', () => {
     expect(sameContent(p, pod('a', { pod: 'a' }, '4'))).toBe(true);
     expect(sameContent(p, pod('a', { pod: 'b' }, '4'))).toBe(false);
   });
+
+  it('keeps nothing of a full pod the agent does not read (managedFields, status, spec)', () => {
+    const full = {
+      apiVersion: 'v1', kind: 'Pod',
+      metadata: {
+        name: 'web', namespace: 'x', uid: 'u1', resourceVersion: '9', labels: { app: 'web' },
+        annotations: { big: 'x'.repeat(1000) }, ownerReferences: [{ kind: 'ReplicaSet', name: 'web-1' }],
+        managedFields: [{ manager: 'kubelet', fieldsV1: { 'f:status': {} } }],
+      },
+      spec: {
+        nodeName: 'n1', serviceAccountName: 'default', volumes: [{ name: 'v' }],
+        containers: [{ name: 'c', image: 'nginx', env: [{ name: 'A', value: 'b' }], ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }] }],
+      },
+      status: {
+        phase: 'Running', podIP: '10.1.0.5', podIPs: [{ ip: '10.1.0.5' }], hostIP: '192.168.0.2',
+        conditions: [{ type: 'Ready', status: 'True' }], containerStatuses: [{ name: 'c', ready: true }],
+      },
+    };
+    expect(RESOURCES.pods.slim(full)).toEqual({
+      kind: 'Pod',
+      metadata: { name: 'web', namespace: 'x', uid: 'u1', resourceVersion: '9', labels: { app: 'web' } },
+      spec: { nodeName: 'n1', containers: [{ name: 'c', ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }] }] },
+      status: { phase: 'Running', podIP: '10.1.0.5' },
+    });
+    // Dual stack: podIPs says more than podIP, so it stays.
+    const dual = RESOURCES.pods.slim({ ...full, status: { podIP: '10.1.0.5', podIPs: [{ ip: '10.1.0.5' }, { ip: 'fd00::5' }] } });
+    expect(dual.status).toEqual({ podIP: '10.1.0.5', podIPs: [{ ip: '10.1.0.5' }, { ip: 'fd00::5' }] });
+  });
 });
