@@ -12,11 +12,12 @@ import {
 } from '../codec.ts';
 import { entryKey } from '../diff.ts';
 import { Fanout } from '../fanout.ts';
+import { MemoryServices, type SvcTuple, type Translation } from './services.ts';
 import {
   PROTO_ANY, PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
   type CidrEntry, type Datapath, type DatapathChange, type DatapathCounters, type DatapathState,
   type Direction, type DropReason, type EndpointEntry, type FlowEvent, type IpcacheEntry,
-  type PolicyEntry,
+  type PolicyEntry, type ServiceCounters, type ServiceEntry,
 } from '../types.ts';
 
 const IDENTITY_ANY = 0;
@@ -133,6 +134,8 @@ export class MemoryDatapath implements Datapath {
   };
   /** How many apply() calls were made (tests of the reconciler). */
   applyCount = 0;
+  /** ClusterIP translation (bpf/lib/service.h), modelled. */
+  readonly services = new MemoryServices();
 
   constructor(_opts: Record<string, unknown> = {}) {}
 
@@ -193,6 +196,46 @@ export class MemoryDatapath implements Datapath {
 
   async close(): Promise<void> {
     this.fanout.end(true);
+  }
+
+  async applyServices(services: readonly ServiceEntry[]): Promise<void> {
+    this.services.apply(services);
+  }
+
+  async dumpServices(): Promise<ServiceEntry[]> {
+    return this.services.entries();
+  }
+
+  async serviceCounters(): Promise<ServiceCounters> {
+    return { ...this.services.counters };
+  }
+
+  /**
+   * A packet through the whole program of its direction, Service translation included
+   * (from_pod: translate, verdict, record; to_pod: verdict, reverse). `packet` is what
+   * leaves the program; `verdict` is undefined when translation alone decided (a reject,
+   * a hairpin reply). See bpf/from_pod.c, bpf/to_pod.c.
+   */
+  send(p: Packet): { verdict?: Verdict; translation: Translation; packet: Packet } {
+    const now = p.now ?? Date.now();
+    const hasL4 = (p.l3 ?? 'ipv4') === 'ipv4' && !p.malformed && p.fragment !== 'later'
+      && p.srcPort !== undefined && p.dstPort !== undefined;
+    const tuple = (q: Packet): SvcTuple => ({
+      srcIp: q.srcIp, dstIp: q.dstIp, srcPort: q.srcPort!, dstPort: q.dstPort!, protocol: q.protocol, tcpFlags: q.tcpFlags,
+    });
+    if (p.direction === 'egress') {
+      const x: Translation = hasL4 ? this.services.translate(tuple(p), now) : { action: 'none' };
+      if (x.action === 'reject') return { translation: x, packet: p };
+      if (x.action === 'hairpin-reply') return { translation: x, packet: { ...p, ...x.packet } };
+      const out = x.action === 'translated' ? { ...p, ...x.packet } : p;
+      const v = this.verdict(out);
+      this.services.egressDone(x, v.verdict === 'allowed', now);
+      return { verdict: v, translation: x, packet: out };
+    }
+    const v = this.verdict(p);
+    if (v.verdict !== 'allowed' || !hasL4) return { verdict: v, translation: { action: 'none' }, packet: p };
+    const r = this.services.reverse(tuple(p), now);
+    return { verdict: v, translation: { action: 'none' }, packet: { ...p, srcIp: r.srcIp, srcPort: r.srcPort } };
   }
 
   // ---- the per-packet algorithm ------------------------------------------------------------
