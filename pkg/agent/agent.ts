@@ -5,6 +5,7 @@
  * down. `stop()` closes the socket and leaves pinned state and veths in place.
  */
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Metrics } from '../api/metrics.ts';
 import { buildApi, listenOnSocket } from '../api/server.ts';
 import { listSpooledDels, removeSpooled } from '../cni/spool.ts';
@@ -18,6 +19,7 @@ import type { EndpointRealizer } from '../endpoint/types.ts';
 import { Ipam } from '../ipam/ipam.ts';
 import { removeCniConf, writeCniConf } from './cniconf.ts';
 import { listenHealth, type HealthListener } from './health.ts';
+import { startL7, type L7Handle } from './l7.ts';
 import type { AgentOptions } from './options.ts';
 import { createDatapath, loadKubernetes, type ControlPlaneHandle } from './seams.ts';
 
@@ -73,6 +75,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
     } else {
       const k8s = await loadKubernetes({
         kubeconfig: opts.kubeconfig, nodeName: opts.nodeName, datapath, stateDir: opts.stateDir, log,
+        l7ProxyPort: opts.datapath === 'linux' ? opts.l7ProxyPort : 0,
       });
       controlPlane = k8s.controlPlane;
       podCidr ??= k8s.podCidr;
@@ -123,6 +126,26 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   let cniConfWritten = false;
   // Restored endpoints are registered before the control plane starts, so that its first
   // reconcile keeps their entries (established connections never see a gap).
+  // L7 proxy (docs/l7.md): before the first reconcile, so redirect entries find it ready.
+  // Not fatal: without it, redirected connections are dropped (http rules fail closed).
+  const l7Stats = { allowed: 0, denied: 0 };
+  let l7: L7Handle | undefined;
+  if (controlPlane && opts.datapath === 'linux' && opts.l7ProxyPort > 0) {
+    const cp = controlPlane;
+    l7 = await startL7({
+      port: opts.l7ProxyPort, node: opts.nodeName, log,
+      bpfDir: join(opts.bpffsRoot, 'palisade'),
+      compileResult: () => cp.lastCompile?.(),
+      onRecord: (r) => {
+        if (r.verdict === 'allowed') l7Stats.allowed++;
+        else l7Stats.denied++;
+        log('debug', 'l7 request', { ...r });
+      },
+    }).catch((err: Error) => {
+      log('error', 'l7 proxy not started: http rules fail closed', { error: err.message });
+      return undefined;
+    });
+  }
   const restoring = await manager.beginRestore();
   await controlPlane?.start();
   await restoring.finish();
@@ -132,6 +155,12 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   const metrics = new Metrics();
   metrics.gauge('palisade_ipam_addresses_used', () => ipam.used);
   metrics.gauge('palisade_ipam_addresses_capacity', () => ipam.capacity);
+  if (l7) {
+    const proxy = l7.proxy;
+    metrics.gauge('palisade_l7_requests_allowed', () => l7Stats.allowed);
+    metrics.gauge('palisade_l7_requests_denied', () => l7Stats.denied);
+    metrics.gauge('palisade_l7_connections', () => proxy.connections());
+  }
   const notReadyReason = (): string | undefined => {
     if (!restored) return 'restoring endpoints';
     if (opts.cniConfDir && !cniConfWritten) return 'CNI config not written yet';
@@ -162,6 +191,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   } catch (err) {
     await health?.close();
     await app.close();
+    await l7?.stop();
     await controlPlane?.stop();
     await datapath.close();
     throw err;
@@ -190,6 +220,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
       await health?.close();
       await app.close();
       await draining?.catch(() => undefined);
+      await l7?.stop();
       await controlPlane?.stop();
       await datapath.close();
       log('info', 'agent stopped', { node: opts.nodeName });

@@ -7,6 +7,7 @@ import type { Datapath } from '../datapath/types.ts';
 import type { EndpointRealizer } from '../endpoint/types.ts';
 import type { LogFn } from '../endpoint/manager.ts';
 import type { WaitResult } from '../api/server.ts';
+import type { CompileResult } from '../policy/types.ts';
 import { NullDatapath } from './null-datapath.ts';
 
 /** What the agent needs from the control plane (pkg/controlplane) in Kubernetes mode. */
@@ -20,6 +21,8 @@ export interface ControlPlaneHandle extends EndpointRealizer {
   waitFor(resourceVersion: string, timeoutMs: number): Promise<WaitResult>;
   /** Identity, enforcement, selecting policies, realized revision of an endpoint. */
   endpointDetails?(endpointId: number): Record<string, unknown> | undefined;
+  /** The latest compile result (the L7 decider reads it per request). */
+  lastCompile?(): CompileResult | undefined;
   stop(): Promise<void>;
 }
 
@@ -30,6 +33,8 @@ export interface ControlPlaneFactoryOptions {
   datapath: Datapath;
   stateDir: string;
   log: LogFn;
+  /** L7 proxy port for the compiler (PalisadeNetworkPolicy http rules); 0/absent = none. */
+  l7ProxyPort?: number;
 }
 
 /** Kubernetes mode's parts: the control plane and this node's pod CIDR (Node spec.podCIDR). */
