@@ -84,6 +84,7 @@ class Handle implements ControlPlaneHandle {
       revision: e.realizedRevision,
     };
   }
+  lastCompile() { return this.cp.lastCompile; }
   stop(): Promise<void> { return this.cp.stop(); }
 }
 
@@ -99,6 +100,7 @@ export async function createKubernetesParts(o: ControlPlaneFactoryOptions): Prom
     routing: new LinuxRouting(),
     identityStatePath: join(o.stateDir, 'identities.json'),
     log: logger(o.log),
+    compilerOptions: { l7ProxyPort: o.l7ProxyPort ?? 0 },
   });
   return { controlPlane: new Handle(cp), podCidr };
 }
