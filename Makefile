@@ -24,7 +24,7 @@ build-ts:
 build-bpf: $(BPF_OBJS) bin/palisade-bpf bin/palisade-l7sock
 
 # Native helper for what Node cannot do: load with shared pinned maps, tcx links, test runs.
-bin/palisade-bpf: bpf/tools/palisade-bpf.c
+bin/palisade-bpf: bpf/tools/palisade-bpf.c bpf/tools/podnet.h
 	@mkdir -p bin
 	$(CC) -O2 -Wall -Werror -o $@ $< -lbpf
 
