@@ -33,6 +33,7 @@ import type { EndpointRealizer } from '../endpoint/types.ts';
 import { parseIpv4 } from '../policy/ip.ts';
 import type { ClusterSnapshot, LocalEndpoint } from '../policy/snapshot.ts';
 import type { CompileResult, EndpointPolicySummary, PolicyProblem } from '../policy/types.ts';
+import type { ProblemReporter } from './events.ts';
 import { CoalescingRunner } from './runner.ts';
 import { desiredServices, sameServices } from '../service/desired.ts';
 import type { ServiceEntry } from '../datapath/types.ts';
@@ -118,6 +119,8 @@ export interface ControlPlaneOptions {
   retry?: BackoffOptions;
   /** How long upsertEndpoint/removeEndpoint wait for realization (default 15 s). */
   endpointTimeoutMs?: number;
+  /** Told every synced reconcile's compile problems (Kubernetes Events: events.ts). */
+  problemReporter?: ProblemReporter;
 }
 
 interface RvWaiter {
@@ -155,6 +158,7 @@ export class ControlPlane implements EndpointRealizer {
   readonly #log: Logger;
   readonly #runner: CoalescingRunner;
   readonly #endpointTimeoutMs: number;
+  readonly #problemReporter: ProblemReporter | undefined;
 
   readonly #endpoints = new Map<number, LocalEndpoint>();
   /** Endpoints removed since start, so that the pre-sync state drops their entries. */
@@ -204,6 +208,7 @@ export class ControlPlane implements EndpointRealizer {
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.log ?? silentLogger;
     this.#endpointTimeoutMs = opts.endpointTimeoutMs ?? 15_000;
+    this.#problemReporter = opts.problemReporter;
     this.#runner = new CoalescingRunner({
       run: () => this.#reconcile(),
       clock: this.#clock,
@@ -284,6 +289,7 @@ export class ControlPlane implements EndpointRealizer {
     this.#cancelRecheck?.();
     await this.#runner.stop();
     await this.#cluster.stop();
+    await this.#problemReporter?.stop();
     const err = new ControlPlaneError('PAL_STOPPED', 'control plane: stopped');
     for (const w of this.#rvWaiters) {
       w.cancelTimeout();
@@ -432,9 +438,11 @@ export class ControlPlane implements EndpointRealizer {
     let resourceVersion = '';
     let routing: RoutingState | undefined;
     let services: ServiceEntry[] | undefined;
+    let policies: ClusterSnapshot['policies'] | undefined;
     const compileStart = this.#clock.now();
     if (synced) {
       const snap = this.#cluster.store.snapshot();
+      policies = snap.policies;
       resourceVersion = snap.resourceVersion;
       result = this.#compiler.compile({
         revision, nodeName: this.nodeName, namespaces: snap.namespaces, pods: snap.pods,
@@ -489,6 +497,7 @@ export class ControlPlane implements EndpointRealizer {
     if (routing) await this.#applyRouting(routing);
 
     if (result) this.#noteProblems(result);
+    if (result && policies) this.#problemReporter?.report(result.problems, policies);
     this.#lastResult = result ?? this.#lastResult;
     this.#realized = revision;
     if (synced) {

@@ -12,6 +12,7 @@ import { loadApiConfig, type KubeConfigLike } from '../k8s/kubeconfig.ts';
 import { ClientNodeSource } from '../k8s/source.ts';
 import { PolicyCompiler, type PolicyCompilerOptions } from '../policy/compile.ts';
 import { ControlPlane, type ControlPlaneOptions } from './controlplane.ts';
+import { apiEventSink, ProblemEvents } from './events.ts';
 import { loadIdentityState, saveIdentityState } from './identity-state.ts';
 import type { Routing } from './routes.ts';
 
@@ -32,6 +33,8 @@ export interface KubernetesControlPlaneOptions {
   clusterCIDRs?: string[];
   /** Compiler options other than the allocators (l7ProxyPort, hostAddresses). */
   compilerOptions?: Omit<PolicyCompilerOptions, 'labelIdentities' | 'cidrIdentities'>;
+  /** Report compile problems as Events on the policies (default true). */
+  problemEvents?: boolean;
   /** File that keeps identity numbers across restarts (e.g. /var/run/palisade/identities.json). */
   identityStatePath?: string;
   clock?: Clock;
@@ -120,5 +123,7 @@ export async function createKubernetesControlPlane(
     clusterCIDRs: opts.clusterCIDRs, clock: opts.clock, log,
     minIntervalMs: opts.minIntervalMs, maxDelayMs: opts.maxDelayMs,
     endpointTimeoutMs: opts.endpointTimeoutMs,
+    problemReporter: opts.problemEvents === false ? undefined
+      : new ProblemEvents({ sink: apiEventSink(kc), nodeName: opts.nodeName, clock: opts.clock, log }),
   });
 }

@@ -132,7 +132,7 @@ describe('ClusterStore', () => {
       status: { phase: 'Running', podIP: '10.1.0.5' },
     });
     // Dual stack: podIPs says more than podIP, so it stays.
-    const dual = RESOURCES.pods.slim({ ...full, status: { podIP: '10.1.0.5', podIPs: [{ ip: '10.1.0.5' }, { ip: 'fd00::5' }] } });
+    const dual = RESOURCES.pods.slim({ ...full, status: { podIP: '10.1.0.5', podIPs: [{ ip: '10.1.0.5' }, { ip: 'fd00::5' }] } }) as Pod;
     expect(dual.status).toEqual({ podIP: '10.1.0.5', podIPs: [{ ip: '10.1.0.5' }, { ip: 'fd00::5' }] });
   });
 });
