@@ -542,8 +542,9 @@ export class ClientConnection {
         return null;
       }
       if (resp.status < 200) {
-        // 100 Continue (the client's body follows it) and 103 Early Hints go through.
-        this.writeClient(head);
+        // 100 Continue (the client's body follows it) and 103 Early Hints go through, but
+        // not to an HTTP/1.0 client, which does not know interim responses (RFC 9110 15.2).
+        if (ex.req.minor === 1) this.writeClient(head);
         if (rest.length === 0) {
           this.upBuf = null;
           return null;
