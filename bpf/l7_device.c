@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * tc ingress of the L7 device (pal_l7): frames that to_pod redirected here belong to
+ * tc ingress of the L7 device (l7_palisade): frames that to_pod redirected here belong to
  * connections the L7 proxy terminates (new ones, or replies to its upstream ones).
  * Assigns each to its socket (or the proxy's listener) and marks it for local delivery.
  * See bpf/lib/l7.h and docs/l7.md.

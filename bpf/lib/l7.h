@@ -10,7 +10,7 @@
  *   route is `local 0.0.0.0/0 dev lo`, so the node delivers it instead of forwarding.
  * - ingress (to_pod, tc egress of the server's host veth): bpf_sk_assign works at tc
  *   ingress only, so the packet is redirected to the ingress of the L7 device
- *   (pal_l7, set up by pkg/datapath/linux/l7redirect.ts) whose program (bpf/l7_redirect.c)
+ *   (l7_palisade, set up by pkg/datapath/linux/l7redirect.ts) whose program (bpf/l7_redirect.c)
  *   does the same assignment. This one place catches clients on this node and on others.
  * - the proxy's own connections to servers (it connects from the client's address):
  *   recognised at to_pod by a local socket on the skb (skb->sk) with a pod source:
@@ -159,7 +159,11 @@ static __always_inline int l7_redirect(struct __sk_buff *skb, __u8 dir, const st
 	return l7_to_device(skb, c);
 }
 
-/* A locally sent packet entering a pod from a pod address: the proxy's upstream. */
+/*
+ * A locally sent packet entering a pod from a pod address: the proxy's upstream. At tc
+ * egress, forwarded packets carry no socket (ip_rcv orphans them); the node's own
+ * traffic (IDENTITY_HOST) is decided before this is asked.
+ */
 static __always_inline int l7_from_proxy(struct __sk_buff *skb, __u8 dir)
 {
 	return dir == DIR_INGRESS && skb->sk;
@@ -176,14 +180,18 @@ static __always_inline int l7_upstream_reply(struct __sk_buff *skb, __u8 dir,
 {
 	struct l7_config *c;
 
-	if (p->t.protocol != PROTO_TCP || skb->sk)
+	if (p->t.protocol != PROTO_TCP)
 		return -1;
 	c = l7_config();
 	if (!c)
 		return -1;
+	/* At tc ingress of a pod's veth skb->sk may still be the pod's own socket (veth
+	 * does not orphan; ip_rcv will): only the tuple says whether the proxy waits. */
 	if (dir == DIR_EGRESS)
 		return l7_assign(skb, &p->t, 0, 0) ? -1 : TC_ACT_OK;
-	if (!l7_upstream_socket(skb, &p->t))
+	/* At tc egress, forwarded packets have none (ip_rcv orphaned them): a socket means
+	 * a packet the node sent itself. */
+	if (skb->sk || !l7_upstream_socket(skb, &p->t))
 		return -1;
 	return l7_to_device(skb, c);
 }

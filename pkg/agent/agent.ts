@@ -134,7 +134,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
     const cp = controlPlane;
     l7 = await startL7({
       port: opts.l7ProxyPort, node: opts.nodeName, log,
-      bpfDir: join(opts.bpffsRoot, 'palisade'),
+      bpfDir: join(opts.bpffsRoot, 'palisade'), stateDir: opts.stateDir,
       compileResult: () => cp.lastCompile?.(),
       onRecord: (r) => {
         if (r.verdict === 'allowed') l7Stats.allowed++;

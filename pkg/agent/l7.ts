@@ -26,6 +26,8 @@ export interface L7Options {
   onRecord(r: FlowRecord): void;
   /** `<bpffs-root>/palisade`, the Linux datapath's pin directory. */
   bpfDir: string;
+  /** The agent's state directory. */
+  stateDir: string;
   log: LogFn;
   limits?: Partial<L7Limits>;
 }
@@ -63,7 +65,7 @@ export async function startL7(o: L7Options): Promise<L7Handle> {
     await sockets.makeTransparent(fd);
     await setupL7Redirect({
       proxyPort: proxy.port, dir: o.bpfDir, helper: join(root, 'bin', 'palisade-bpf'),
-      object: join(root, 'bpf', 'out', 'l7_device.o'),
+      object: join(root, 'bpf', 'out', 'l7_device.o'), stateDir: o.stateDir,
     });
   } catch (e) {
     await proxy?.close();

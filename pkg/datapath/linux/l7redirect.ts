@@ -6,11 +6,11 @@
  * |---|---|---|
  * | ip rule | `pref 2077 fwmark 0x200000/0x200000 lookup 2077` | packets the programs assigned to a proxy socket are delivered locally, not forwarded |
  * | route | `local 0.0.0.0/0 dev lo table 2077` | the one route of that table |
- * | link | `pal_l7` (veth, peer `pal_l7_peer`) + `l7_device` on its tc ingress | bpf_sk_assign works at tc ingress only: to_pod (tc egress) redirects here |
- * | sysctl | `net.ipv4.conf.pal_l7.rp_filter=0` | frames arrive on pal_l7 with any pod source |
+ * | link | `l7_palisade` (veth, peer `l7_palisade_p`; not `pal*`, the prefix of pod veths the endpoint manager collects) + `l7_device` on its tc ingress | bpf_sk_assign works at tc ingress only: to_pod (tc egress) redirects here |
+ * | sysctl | `net.ipv4.conf.l7_palisade.rp_filter=0` | frames arrive on it with any pod source |
  * | sysctl | `net.ipv4.ip_nonlocal_bind=1` | the proxy binds its upstream sockets to the client's address before making them transparent |
  * | sysctl | `net.ipv4.tcp_early_demux=0` | early demux would hand a *forwarded* packet whose tuple matches a proxy socket to that socket, and ip_forward drops packets that carry a socket |
- * | map | `pal_l7_config` = {proxyPort, pal_l7 MAC, ifindex} | written last: redirects start once all of the above is in place |
+ * | map | `pal_l7_config` = {proxyPort, device MAC, ifindex} | written last: redirects start once all of the above is in place |
  *
  * The table number, rule priority and mark bit are Palisade's (unused by the kernel,
  * iproute2's defaults, kube-proxy's 0x4000/0x8000 marks). Every step is idempotent;
@@ -26,8 +26,8 @@ import { run, runOk } from './exec.ts';
 export const L7_MARK = 0x00200000;
 export const L7_TABLE = 2077;
 export const L7_RULE_PREF = 2077;
-export const L7_DEVICE = 'pal_l7';
-export const L7_DEVICE_PEER = 'pal_l7_peer';
+export const L7_DEVICE = 'l7_palisade';
+export const L7_DEVICE_PEER = 'l7_palisade_p';
 export const L7_PROGRAM = 'l7_device';
 export const L7_CONFIG_MAP = 'pal_l7_config';
 
@@ -48,6 +48,8 @@ export interface L7RedirectOptions {
   helper: string;
   /** bpf/out/l7_device.o */
   object: string;
+  /** A directory for the sysctl values found before setup (bpffs holds no regular files). */
+  stateDir: string;
 }
 
 const SYSCTLS = {
@@ -62,8 +64,8 @@ async function readSysctl(path: string): Promise<string> {
 }
 
 /** Where setup() keeps the sysctl values it found, so that remove() restores them. */
-function savedPath(dir: string): string {
-  return join(dir, 'l7-sysctls.json');
+function savedPath(stateDir: string): string {
+  return join(stateDir, 'l7-sysctls.json');
 }
 
 async function ip(step: string, args: string[]): Promise<string> {
@@ -107,7 +109,7 @@ export async function setupL7Redirect(o: L7RedirectOptions): Promise<void> {
         'pod veths keep their own strict setting');
     }
     // Sysctls: remember what we found (first setup only), then set.
-    const saved = savedPath(o.dir);
+    const saved = savedPath(o.stateDir);
     if (!existsSync(saved)) {
       const found: Record<string, string> = {};
       for (const [k, p] of Object.entries(SYSCTLS)) found[k] = await readSysctl(p);
@@ -157,7 +159,7 @@ export function pauseL7Redirect(dir: string): void {
 }
 
 /** Removes everything setup() made; a missing piece is not an error. */
-export async function removeL7Redirect(dir: string): Promise<void> {
+export async function removeL7Redirect(dir: string, stateDir: string): Promise<void> {
   try {
     pauseL7Redirect(dir);
     await run('ip', ['link', 'del', L7_DEVICE]);
@@ -167,7 +169,7 @@ export async function removeL7Redirect(dir: string): Promise<void> {
     }
     await run('ip', ['route', 'flush', 'table', String(L7_TABLE)]);
     await fs.rm(join(dir, 'progs', L7_PROGRAM), { force: true });
-    const saved = savedPath(dir);
+    const saved = savedPath(stateDir);
     const found: Record<string, string> = existsSync(saved)
       ? JSON.parse(await fs.readFile(saved, 'utf8')) as Record<string, string>
       : { ...DEFAULTS };
