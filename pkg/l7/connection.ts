@@ -206,7 +206,14 @@ export class ClientConnection {
       return;
     }
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
-    this.process();
+    // A head and the body bytes behind it leave in one write (writev) instead of two.
+    const up = this.upstream;
+    up?.cork();
+    try {
+      this.process();
+    } finally {
+      up?.uncork();
+    }
   }
 
   private onClientEnd(): void {
@@ -505,6 +512,15 @@ export class ClientConnection {
       this.dropUpstream(true);
       return;
     }
+    this.client.cork();
+    try {
+      this.responseData(ex, chunk);
+    } finally {
+      this.client.uncork();
+    }
+  }
+
+  private responseData(ex: Exchange, chunk: Buffer): void {
     let data: Buffer | null = chunk;
     if (this.respPhase === 'head') {
       data = this.readResponseHead(ex, chunk);
