@@ -20,6 +20,11 @@
  *       same filter `tc filter replace ... prio 1 handle 1 bpf da pinned PROG` makes).
  *   palisade-bpf tc-detach IFINDEX ingress|egress [HOOK]
  *       Removes those filters; succeeds when they or the interface are gone.
+ *   palisade-bpf veth-add HOST HOSTMAC POD PODMAC MTU NETNS_PATH IPV4
+ *   palisade-bpf pod-config NETNS_PATH POD IPV4 GATEWAY HOSTMAC
+ *   palisade-bpf link-del NAME
+ *       A pod's veth pair, its pod side, its removal, over rtnetlink (see podnet.h).
+ *       veth-add prints the host ifindex and exits 4 when HOST already exists.
  *   palisade-bpf gc-links DIR
  *       Unpins every tcx link in DIR whose interface is gone (a pod deleted without a
  *       detach); prints how many. A defunct link still holds its program.
@@ -34,8 +39,8 @@
  *       prints "RETVAL DURATION_NS" (the kernel's average per run).
  *   palisade-bpf serve
  *       The agent's persistent helper: reads requests "ID COMMAND ARGS..." one per line
- *       on stdin (COMMAND one of attach, detach, tc-attach, tc-detach, gc-links, ifname,
- *       info, with the arguments above; no argument contains whitespace) and answers
+ *       on stdin (COMMAND one of attach, detach, tc-attach, tc-detach, veth-add,
+ *       pod-config, link-del, gc-links, ifname, info, with the arguments above; no argument contains whitespace) and answers
  *       each with one
  *       line "ID STATUS TEXT" on stdout, where STATUS is the exit status the command
  *       would have had and TEXT its output (status 0) or error line. Requests run
@@ -47,6 +52,8 @@
  * programs share pinned maps (pin_root_path + LIBBPF_PIN_BY_NAME) in one step.
  * Errors go to stderr as one line: "palisade-bpf: <step>: <cause>".
  */
+/* setns() for pod-config (podnet.h). */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -104,6 +111,8 @@ static int fail(const char *step, int err)
 	errf("palisade-bpf: %s: %s", step, strerror(err < 0 ? -err : err));
 	return 1;
 }
+
+#include "podnet.h"
 
 static int silent_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
@@ -489,6 +498,9 @@ static void usage(void)
 		"       palisade-bpf detach LINK_PIN\n"
 		"       palisade-bpf tc-attach IFINDEX ingress|egress PROG_PIN [HOOK PROG_PIN]\n"
 		"       palisade-bpf tc-detach IFINDEX ingress|egress [HOOK]\n"
+		"       palisade-bpf veth-add HOST HOSTMAC POD PODMAC MTU NETNS_PATH IPV4\n"
+		"       palisade-bpf pod-config NETNS_PATH POD IPV4 GATEWAY HOSTMAC\n"
+		"       palisade-bpf link-del NAME\n"
 		"       palisade-bpf gc-links DIR\n"
 		"       palisade-bpf ifname IFINDEX\n"
 		"       palisade-bpf counters MAP_PIN\n"
@@ -523,6 +535,12 @@ static int dispatch_shared(int argc, char **argv)
 			return rc;
 		return cmd_tc_detach(atoi(argv[2]), argv[4]);
 	}
+	if (argc == 9 && !strcmp(argv[1], "veth-add"))
+		return cmd_veth_add(argv + 2);
+	if (argc == 7 && !strcmp(argv[1], "pod-config"))
+		return cmd_pod_config(argv + 2);
+	if (argc == 3 && !strcmp(argv[1], "link-del"))
+		return cmd_link_del(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "gc-links"))
 		return cmd_gc_links(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "ifname"))

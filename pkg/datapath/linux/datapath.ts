@@ -16,8 +16,7 @@
  * See docs/datapath.md.
  */
 import { existsSync, promises as fs } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { RawMap, RawQueueMap, type MapRef } from 'bpf';
 
 import {
@@ -35,7 +34,7 @@ import { EventHub } from './events.ts';
 import { LinuxServiceMaps } from './services.ts';
 import type { NatEntry } from '../service-codec.ts';
 import type { ServiceCounters, ServiceEntry } from '../types.ts';
-import { runOk, type RunResult } from './exec.ts';
+import { repoRoot, runOk, type RunResult } from './exec.ts';
 import { HelperServer } from './helper-server.ts';
 import {
   allMaps, checkPinnedShapes, deleteMany, ensureBpffs, openPinned, readAll, setMany, type MapName,
@@ -83,16 +82,6 @@ const programs = [
   { name: 'from_pod', hook: 'ingress' },
   { name: 'to_pod', hook: 'egress' },
 ] as const;
-
-/** The repository root, found from this module's location (source or dist/). */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'bpf'))) return dir;
-    dir = dirname(dir);
-  }
-  return process.cwd();
-}
 
 export class LinuxDatapath implements Datapath {
   readonly bpffsRoot: string;

@@ -3,6 +3,24 @@
  * passed as an array, never through a shell.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root, found from this module's location (source or dist/). */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'bpf'))) return dir;
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}
+
+/** bin/palisade-bpf of this checkout or install. */
+export function defaultHelperPath(): string {
+  return join(repoRoot(), 'bin', 'palisade-bpf');
+}
 
 export interface RunResult {
   stdout: string;

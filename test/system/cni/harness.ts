@@ -271,9 +271,10 @@ export class Node {
   }
 
   /** Host-side veths in the node namespace. */
+  /** Pod veths (host side, `pal` prefix) in the node namespace; the agent's own devices (L7) are not pods'. */
   async hostLinks(): Promise<string[]> {
     const r = await this.must('ip', ['-n', this.nodeNs, '-j', 'link', 'show', 'type', 'veth']);
-    return (JSON.parse(r.stdout || '[]') as { ifname: string }[]).map((l) => l.ifname);
+    return (JSON.parse(r.stdout || '[]') as { ifname: string }[]).map((l) => l.ifname).filter((n) => n.startsWith('pal'));
   }
 
   /** Lease count in the agent's persisted IPAM state. */

@@ -1,13 +1,21 @@
 /**
- * LinuxPodNetwork: the veth-per-pod layout of pkg/endpoint/podnet.ts with iproute2.
- * ADD costs two child processes: one `ip -batch` in the agent's namespace (create the
- * pair with the pod end already in the pod's namespace, bring the host end up, route and
- * neighbour to the pod) and one in the pod's namespace (address, routes, neighbour).
+ * LinuxPodNetwork: the veth-per-pod layout of pkg/endpoint/podnet.ts.
+ *
+ * setup and teardown go over rtnetlink through the persistent helper (`palisade-bpf
+ * serve`: veth-add creates the pair with the pod end already in the pod's namespace,
+ * brings the host end up and adds route and neighbour to the pod; pod-config sets up
+ * the pod side from a thread inside the pod's namespace; link-del). No process starts
+ * per pod. Without the helper binary (or for a netns path with whitespace) the same
+ * steps run as two `ip -batch` processes, one of them under nsenter. check, hostLink and
+ * listHostLinks always use iproute2's JSON output (not on the ADD/DEL path).
  */
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import {
   PodNetworkError, type PodLinkInfo, type PodLinkSpec, type PodNetwork, type PodSetupOptions,
 } from '../../../endpoint/podnet.ts';
+import { defaultHelperPath, type RunResult } from '../exec.ts';
+import { HelperServer } from '../helper-server.ts';
 import { ipBatch, isNoDevice, parseJsonLines } from './ip.ts';
 
 interface IpLink {
@@ -40,7 +48,30 @@ async function timed<T>(p: Promise<T>, report: (ms: number) => void): Promise<T>
   }
 }
 
+export interface LinuxPodNetworkOptions {
+  /** palisade-bpf for netlink; default bin/palisade-bpf; null: always iproute2. */
+  helperPath?: string | null;
+}
+
 export class LinuxPodNetwork implements PodNetwork {
+  private readonly server?: HelperServer;
+
+  constructor(opts: LinuxPodNetworkOptions = {}) {
+    const helper = opts.helperPath === undefined ? defaultHelperPath() : opts.helperPath;
+    if (helper && existsSync(helper)) this.server = new HelperServer(helper);
+  }
+
+  /** The helper when it can take these arguments (no whitespace), else undefined. */
+  private helperFor(args: string[]): ((a: string[]) => Promise<RunResult>) | undefined {
+    if (!this.server || args.some((a) => /\s/.test(a))) return undefined;
+    return (a) => this.server!.call(a);
+  }
+
+  /** Ends the helper process (the agent exiting ends it too). */
+  async close(): Promise<void> {
+    await this.server?.close();
+  }
+
   async setup(s: PodLinkSpec, opts: PodSetupOptions = {}): Promise<PodLinkInfo> {
     const t0 = performance.now();
     let info = await this.setupHost(s);
@@ -55,16 +86,7 @@ export class LinuxPodNetwork implements PodNetwork {
     const t1 = performance.now();
     if (opts.phases) opts.phases.hostSide = +(t1 - t0).toFixed(2);
     const [pod, hooked] = await Promise.allSettled([
-      timed(ipBatch([
-        'link set lo up',
-        `link set ${s.podIfName} up`,
-        `addr add ${s.ipv4}/32 dev ${s.podIfName}`,
-        // The gateway is on-link through the veth; the permanent neighbour answers for
-        // it, so the pod never ARPs (and the host needs no proxy_arp or address of its own).
-        `route add ${s.gateway} dev ${s.podIfName} scope link`,
-        `route add default via ${s.gateway} dev ${s.podIfName}`,
-        `neigh replace ${s.gateway} lladdr ${s.hostMac} dev ${s.podIfName} nud permanent`,
-      ], { netns: s.netns }), (ms) => { if (opts.phases) opts.phases.podSideOverlapped = ms; }),
+      timed(this.setupPod(s), (ms) => { if (opts.phases) opts.phases.podSideOverlapped = ms; }),
       hook ?? Promise.resolve(),
     ]);
     if (hooked.status === 'rejected') {
@@ -79,7 +101,38 @@ export class LinuxPodNetwork implements PodNetwork {
     return info;
   }
 
+  private setupPod(s: PodLinkSpec): Promise<RunResult> {
+    const args = ['pod-config', s.netns, s.podIfName, s.ipv4, s.gateway, s.hostMac];
+    const helper = this.helperFor(args);
+    if (helper) return helper(args);
+    return ipBatch([
+      'link set lo up',
+      `link set ${s.podIfName} up`,
+      `addr add ${s.ipv4}/32 dev ${s.podIfName}`,
+      // The gateway is on-link through the veth; the permanent neighbour answers for
+      // it, so the pod never ARPs (and the host needs no proxy_arp or address of its own).
+      `route add ${s.gateway} dev ${s.podIfName} scope link`,
+      `route add default via ${s.gateway} dev ${s.podIfName}`,
+      `neigh replace ${s.gateway} lladdr ${s.hostMac} dev ${s.podIfName} nud permanent`,
+    ], { netns: s.netns });
+  }
+
   private async setupHost(s: PodLinkSpec): Promise<PodLinkInfo | 'exists'> {
+    const args = ['veth-add', s.hostIfName, s.hostMac, s.podIfName, s.podMac, String(s.mtu), s.netns, s.ipv4];
+    const helper = this.helperFor(args);
+    if (helper) {
+      const r = await helper(args);
+      // Exit status 4: the host name is taken (the helper left it alone).
+      if (r.code === 4) return 'exists';
+      if (r.code !== 0) throw new PodNetworkError(`creating veth ${s.hostIfName} into ${s.netns}: ${r.stderr}`);
+      const ifindex = Number(r.stdout.trim());
+      if (!Number.isInteger(ifindex) || ifindex <= 0) {
+        await this.teardown(s.hostIfName).catch(() => undefined);
+        throw new PodNetworkError(`reading ifindex of ${s.hostIfName}: got ${JSON.stringify(r.stdout)}`);
+      }
+      await this.setRpFilter(s.hostIfName);
+      return { hostIfindex: ifindex };
+    }
     const host = await ipBatch([
       `link add ${s.hostIfName} address ${s.hostMac} mtu ${s.mtu} type veth `
         + `peer name ${s.podIfName} address ${s.podMac} mtu ${s.mtu} netns ${s.netns}`,
@@ -120,6 +173,12 @@ export class LinuxPodNetwork implements PodNetwork {
   }
 
   async teardown(hostIfName: string): Promise<void> {
+    const helper = this.helperFor([hostIfName]);
+    if (helper) {
+      const d = await helper(['link-del', hostIfName]);
+      if (d.code !== 0) throw new PodNetworkError(`deleting veth ${hostIfName}: ${d.stderr}`);
+      return;
+    }
     const r = await ipBatch([`link del dev ${hostIfName}`]);
     if (r.code !== 0 && !isNoDevice(r.stderr)) {
       throw new PodNetworkError(`deleting veth ${hostIfName}: ${r.stderr}`);
