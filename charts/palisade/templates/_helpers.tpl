@@ -53,6 +53,7 @@ at their "automatic" value (mtu 0, podCIDRSource node) are omitted so the agent 
   "log-level" .Values.logLevel
   "health-port" .Values.healthPort
   "health-bind-address" .Values.healthBindAddress
+  "l7-proxy-port" .Values.l7ProxyPort
 -}}
 {{- if ne (int .Values.mtu) 0 -}}
 {{- $_ := set $c "mtu" .Values.mtu -}}

@@ -155,7 +155,7 @@ describe.skipIf(!helm)('helm chart charts/palisade', () => {
     expect(cfg).toEqual({
       'api-socket': '/var/run/palisade/cni.sock', 'bpffs-root': '/sys/fs/bpf', 'cni-conf-dir': '/etc/cni/net.d',
       'health-bind-address': '127.0.0.1', 'health-port': 9876, 'log-level': 'info',
-      'remove-cni-conf-on-shutdown': true, 'state-dir': '/var/lib/palisade',
+      'remove-cni-conf-on-shutdown': true, 'state-dir': '/var/lib/palisade', 'l7-proxy-port': 15001,
     });
     // Kubernetes expands $(NODE_NAME) in args from the container's env.
     expect(agent.args).toEqual(['--config', '/etc/palisade/agent.json', '--node-name', '$(NODE_NAME)']);
