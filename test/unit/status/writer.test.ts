@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../../pkg/apiserver/index.ts';
-import { loadKubeConfig } from '../../../pkg/k8s/source.ts';
+import { loadApiConfig } from '../../../pkg/k8s/kubeconfig.ts';
 import { NODE_LABEL } from '../../../pkg/status/api.ts';
 import { TokenBucket, type BucketClock } from '../../../pkg/status/bucket.ts';
 import { KubeStatusApi } from '../../../pkg/status/kube.ts';
@@ -39,7 +39,7 @@ beforeAll(async () => {
   });
   kubeconfig = join(dir, 'kubeconfig');
   await server.writeKubeconfig(kubeconfig);
-  api = new KubeStatusApi(loadKubeConfig(kubeconfig));
+  api = new KubeStatusApi(loadApiConfig(kubeconfig));
   server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } });
 });
 afterAll(async () => {
