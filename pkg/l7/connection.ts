@@ -570,7 +570,12 @@ export class ClientConnection {
       }
       this.upBuf = null;
       ex.status = resp.status;
-      if (!resp.keepAlive) ex.upstreamClose = true;
+      // The response head goes to the client as received, `connection: close` included:
+      // having said it, we close the client connection after it too (RFC 9112 9.6).
+      if (!resp.keepAlive) {
+        ex.upstreamClose = true;
+        ex.closeAfter = true;
+      }
       if (resp.body === 'close') ex.closeAfter = true;
       const rewrite = ex.closeAfter && resp.keepAlive;
       if (!this.client.write(rewrite ? withConnectionClose(head, resp) : head)) this.pauseUpstreamForClient();

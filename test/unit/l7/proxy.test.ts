@@ -312,6 +312,48 @@ describe('upstream failures and limits', () => {
     }
   });
 
+  test('an upstream closing an idle keep-alive connection: the next request opens a new one', async () => {
+    let accepted = 0;
+    const idleClose = net.createServer((s) => {
+      accepted++;
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+        setTimeout(() => s.end(), 10);
+      });
+    });
+    await new Promise<void>((r) => idleClose.listen(0, '127.0.0.1', r));
+    try {
+      fx = await startProxy((idleClose.address() as net.AddressInfo).port, 'all');
+      const c = client();
+      c.send(get('/1'));
+      await c.until((t) => t.endsWith('ok'));
+      await new Promise((r) => setTimeout(r, 60));
+      c.send(get('/2'));
+      await c.until((t) => statusLines(t).length === 2 && t.endsWith('ok'));
+      expect(statusLines(c.text)).toEqual(['200', '200']);
+      expect(c.closed).toBe(false);
+      expect(accepted).toBe(2);
+    } finally {
+      await fx.proxy.close();
+      await new Promise<void>((r) => idleClose.close(() => r()));
+    }
+  });
+
+  test('an upstream response saying connection: close closes the client connection after it', async () => {
+    const closing = net.createServer((s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok')));
+    await new Promise<void>((r) => closing.listen(0, '127.0.0.1', r));
+    try {
+      fx = await startProxy((closing.address() as net.AddressInfo).port, 'all');
+      const c = client();
+      c.send(get('/1') + get('/2'));
+      expect(await c.closedWithin()).toBe(true);
+      expect(statusLines(c.text)).toEqual(['200']);
+    } finally {
+      await fx.proxy.close();
+      await new Promise<void>((r) => closing.close(() => r()));
+    }
+  });
+
   test('an upstream answering before the request body ends: response through, then close', async () => {
     const early = net.createServer((s) => s.once('data', () => s.write('HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n')));
     await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
