@@ -10,6 +10,7 @@ import type { LogFn } from '../endpoint/manager.ts';
 import { loadApiConfig, type KubeConfigLike } from '../k8s/kubeconfig.ts';
 import { apiRequest } from '../k8s/request.ts';
 import type { Node } from '../policy/snapshot.ts';
+import { KubeStatusApi } from '../status/kube.ts';
 import { loadInClusterConfig } from './incluster.ts';
 import type { Logger } from '../k8s/clock.ts';
 import type { ControlPlaneFactoryOptions, ControlPlaneHandle, KubernetesParts } from './seams.ts';
@@ -85,6 +86,8 @@ class Handle implements ControlPlaneHandle {
     };
   }
   lastCompile() { return this.cp.lastCompile; }
+  onRealized(listener: Parameters<KubernetesControlPlane['onRealized']>[0]) { return this.cp.onRealized(listener); }
+  pods() { return this.cp.cluster.store.snapshot().pods; }
   stop(): Promise<void> { return this.cp.stop(); }
 }
 
@@ -102,5 +105,5 @@ export async function createKubernetesParts(o: ControlPlaneFactoryOptions): Prom
     log: logger(o.log),
     compilerOptions: { l7ProxyPort: o.l7ProxyPort ?? 0 },
   });
-  return { controlPlane: new Handle(cp), podCidr };
+  return { controlPlane: new Handle(cp), podCidr, statusApi: new KubeStatusApi(kubeConfig) };
 }

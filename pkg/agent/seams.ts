@@ -8,6 +8,9 @@ import type { EndpointRealizer } from '../endpoint/types.ts';
 import type { LogFn } from '../endpoint/manager.ts';
 import type { WaitResult } from '../api/server.ts';
 import type { CompileResult } from '../policy/types.ts';
+import type { RealizedEvent } from '../controlplane/controlplane.ts';
+import type { Pod } from '../policy/snapshot.ts';
+import type { StatusApi } from '../status/api.ts';
 import { NullDatapath } from './null-datapath.ts';
 
 /** What the agent needs from the control plane (pkg/controlplane) in Kubernetes mode. */
@@ -23,6 +26,10 @@ export interface ControlPlaneHandle extends EndpointRealizer {
   endpointDetails?(endpointId: number): Record<string, unknown> | undefined;
   /** The latest compile result (the L7 decider reads it per request). */
   lastCompile?(): CompileResult | undefined;
+  /** Calls `listener` after every completed reconcile (metrics, status objects); returns the remover. */
+  onRealized?(listener: (e: RealizedEvent) => void): () => void;
+  /** Every pod the control plane knows (flow records name the pods behind addresses). */
+  pods?(): ReadonlyMap<string, Pod>;
   stop(): Promise<void>;
 }
 
@@ -41,6 +48,8 @@ export interface ControlPlaneFactoryOptions {
 export interface KubernetesParts {
   controlPlane: ControlPlaneHandle;
   podCidr: string;
+  /** Where PalisadeEndpoint/PalisadeNode objects are written (pkg/status). */
+  statusApi?: StatusApi;
 }
 
 /** Builds the Kubernetes-mode parts (pkg/agent/kubernetes.ts, loaded only in that mode). */
