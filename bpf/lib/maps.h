@@ -29,6 +29,10 @@
 #define IDENTITY_ANY   0
 #define IDENTITY_HOST  1
 #define IDENTITY_WORLD 2
+/* Policy peer only: any pod, i.e. any label identity (NETPOL 9, namespaceSelector {}). */
+#define IDENTITY_CLUSTER_POD 8
+#define IDENTITY_FIRST_LABEL 256
+#define IDENTITY_FIRST_CIDR  0x01000000
 
 #define PROTO_ANY  0
 #define PROTO_ICMP 1

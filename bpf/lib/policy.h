@@ -2,9 +2,10 @@
 /*
  * Policy lookup: steps 5 and 6 of the per-packet verdict in docs/datapath.md.
  *
- * At most three LPM lookups in the policy map (peer identity, any peer, CIDR identity)
- * and one in the cidrs map, whatever the number of entries: each lookup already covers
- * exact ports, port ranges, every port of a protocol and every protocol.
+ * At most four LPM lookups in the policy map (peer identity, any peer, any pod when the
+ * peer is a pod, CIDR identity) and one in the cidrs map, whatever the number of
+ * entries: each lookup already covers exact ports, port ranges, every port of a
+ * protocol and every protocol.
  */
 #ifndef PALISADE_POLICY_H
 #define PALISADE_POLICY_H
@@ -84,6 +85,12 @@ static __always_inline struct policy_value *policy_decide(__u32 ep, __u8 dir, __
 	v = policy_lookup(ep, dir, IDENTITY_ANY, p);
 	if (v)
 		return v;
+	/* Pods (label identities) also match "any pod" entries (namespaceSelector {}). */
+	if (peer >= IDENTITY_FIRST_LABEL && peer < IDENTITY_FIRST_CIDR) {
+		v = policy_lookup(ep, dir, IDENTITY_CLUSTER_POD, p);
+		if (v)
+			return v;
+	}
 	cidr = cidr_identity(ep, dir, remote);
 	if (!cidr)
 		return NULL;

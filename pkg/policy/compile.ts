@@ -22,7 +22,8 @@ import {
   CidrIdentityAllocator, LabelIdentityAllocator, cidrSetKey, identityLabels, labelSetKey,
 } from '../identity/allocator.ts';
 import {
-  IDENTITY_ANY, IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD,
+  IDENTITY_ANY, IDENTITY_CLUSTER_POD, IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD,
+  isLabelIdentity,
 } from '../identity/reserved.ts';
 import { computeOverlay, type CidrElement } from './cidr-overlay.ts';
 import {
@@ -723,6 +724,16 @@ class CompilerState {
       return;
     }
     for (const peer of r.peers) {
+      if (peer.kind === 'select' && peer.namespaceSelector?.empty && (!peer.podSelector || peer.podSelector.empty)) {
+        // Every pod of the cluster (NETPOL 9): one "any pod" entry per port instead of one
+        // per label identity. Named ports still resolve per destination group.
+        for (const a of numeric) this.addSlot(slots, id, dir, IDENTITY_CLUSTER_POD, a);
+        if (named.length) {
+          deps.pods = this.podsVersion;
+          for (const g of this.groupList) namedToGroup(g);
+        }
+        continue;
+      }
       if (peer.kind === 'select') {
         const sel = this.selection(p.namespace, peer);
         deps.selections.push([sel, sel.version]);
@@ -863,8 +874,9 @@ function diffMap<T>(mine: Map<string, T>, theirs: ReadonlyMap<string, T>): strin
 
 /**
  * Emits the entries of one endpoint and direction. A redirecting entry fully covered by
- * a plain allow (same or any peer, same or any protocol, a port range containing its
- * own) loses its redirect: the union of "these requests" and "everything" is everything.
+ * a plain allow (same or any peer, or any pod for a pod peer; same or any protocol; a
+ * port range containing its own) loses its redirect: the union of "these requests" and
+ * "everything" is everything.
  */
 function finishSlots(slots: Map<string, Slot>, policy: PolicyEntry[], l7: L7Rules[]): void {
   const plain: PolicyEntry[] = [];
@@ -877,7 +889,8 @@ function finishSlots(slots: Map<string, Slot>, policy: PolicyEntry[], l7: L7Rule
     const e = s.entry;
     if (s.http && redirects) {
       const covered = plain.some((q) =>
-        (q.peer === IDENTITY_ANY || q.peer === e.peer)
+        (q.peer === IDENTITY_ANY || q.peer === e.peer
+          || (q.peer === IDENTITY_CLUSTER_POD && isLabelIdentity(e.peer)))
         && (q.protocol === PROTO_ANY || (q.protocol === e.protocol
           && (q.port === 0 || (e.port !== 0 && q.port <= e.port && e.endPort <= q.endPort)))));
       if (covered) {

@@ -11,7 +11,10 @@ import {
   PROTO_ANY, PROTO_SCTP, PROTO_TCP, PROTO_UDP, type DatapathState, type Direction,
   type PolicyEntry,
 } from '../datapath/types.ts';
-import { IDENTITY_ANY, IDENTITY_HOST, IDENTITY_WORLD, reservedIdentityNames } from '../identity/reserved.ts';
+import {
+  IDENTITY_ANY, IDENTITY_CLUSTER_POD, IDENTITY_HOST, IDENTITY_WORLD, isLabelIdentity,
+  reservedIdentityNames,
+} from '../identity/reserved.ts';
 import { LpmTable, formatPrefix, parseCidr, parseIpv4, type Prefix } from './ip.ts';
 import type { CompileResult, L7Rules } from './types.ts';
 import { entryKey } from '../datapath/diff.ts';
@@ -120,14 +123,14 @@ export function portPrefixLen(lo: number, hi: number, port: number): number {
 }
 
 /**
- * Precedence among matching entries, higher first: a specific peer over any peer (two
- * lookups, peer first), then the longest match of the policy map's LPM key (exact port
+ * Precedence among matching entries, higher first: a specific peer, then any peer, then
+ * any pod (the datapath's lookups, in that order), then the longest match of the policy map's LPM key (exact port
  * or the narrowest aligned block of a range, then every port of the protocol, then every
  * protocol), then the lowest rule id.
  */
 function score(e: PolicyEntry, port: number): [number, number, number] {
   const bits = e.protocol === PROTO_ANY ? -1 : e.port === 0 ? 0 : portPrefixLen(e.port, e.endPort, port);
-  return [e.peer === IDENTITY_ANY ? 0 : 1, bits, -e.ruleId];
+  return [e.peer === IDENTITY_CLUSTER_POD ? 0 : e.peer === IDENTITY_ANY ? 1 : 2, bits, -e.ruleId];
 }
 
 function better(a: PolicyEntry, b: PolicyEntry | undefined, port: number): boolean {
@@ -164,8 +167,9 @@ export function evaluate(state: DatapathState, q: VerdictQuery): Verdict {
   // 4. A direction without isolating policy allows everything.
   const enforced = q.direction === 'ingress' ? ep.ingressEnforced : ep.egressEnforced;
   if (!enforced) return { ...base, allowed: true, reason: 'not-enforced' };
-  // 5. The remote's identity, or any peer.
-  const hit = bestMatch(ix, q.endpointId, q.direction, [remote, IDENTITY_ANY], q.protocol, port);
+  // 5. The remote's identity, or any peer, or (for a pod) any pod.
+  const peers = isLabelIdentity(remote) ? [remote, IDENTITY_ANY, IDENTITY_CLUSTER_POD] : [remote, IDENTITY_ANY];
+  const hit = bestMatch(ix, q.endpointId, q.direction, peers, q.protocol, port);
   if (hit) return { ...base, allowed: true, reason: 'allowed', ruleId: hit.ruleId, proxyPort: hit.proxyPort, entry: hit };
   // 6. The endpoint's ipBlock prefixes.
   const c = ix.cidrs.get(`${q.endpointId}/${q.direction}`)?.lookup(addr);

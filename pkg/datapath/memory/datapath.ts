@@ -23,6 +23,9 @@ import {
 const IDENTITY_ANY = 0;
 const IDENTITY_HOST = 1;
 const IDENTITY_WORLD = 2;
+/** Policy peer "any pod": matches label identities (pkg/identity/reserved.ts). */
+const IDENTITY_CLUSTER_POD = 8;
+const isLabelIdentity = (id: number) => id >= 256 && id < 0x01000000;
 
 export const ICMP_ECHOREPLY = 0;
 export const ICMP_DEST_UNREACH = 3;
@@ -279,7 +282,9 @@ export class MemoryDatapath implements Datapath {
     if (dir === 'ingress' && peer === IDENTITY_HOST) return this.allow(ep.endpointId, p, t, peer, 0, 'host', now);
     if (!enforced) return this.allow(ep.endpointId, p, t, peer, 0, 'unenforced', now);
 
-    let rule = this.lookup(ep.endpointId, dir, peer, t) ?? this.lookup(ep.endpointId, dir, IDENTITY_ANY, t);
+    let rule = this.lookup(ep.endpointId, dir, peer, t) ?? this.lookup(ep.endpointId, dir, IDENTITY_ANY, t)
+      // Pods also match "any pod" entries (bpf/lib/policy.h).
+      ?? (isLabelIdentity(peer) ? this.lookup(ep.endpointId, dir, IDENTITY_CLUSTER_POD, t) : undefined);
     let by: Verdict['by'] = 'policy';
     if (!rule) {
       const ip = parseIpv4(remote);
