@@ -44,7 +44,7 @@ export interface ApiDeps extends CniHandlerDeps {
   mapUsage?: () => Promise<readonly MapUsage[]>;
   /** Datapath packet counters for /metrics. */
   counters?: () => Promise<DatapathCounters>;
-  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  log?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
 /** HTTP status for a CNI error: client mistakes 4xx, retryable 503, the rest 500. */
@@ -87,6 +87,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     deps.metrics.cni(cmd, answer.error ? 'error' : 'ok', ms);
     const shimMs = Number(req.headers['x-palisade-shim-ms']);
     if (Number.isFinite(shimMs)) deps.metrics.shimStartup(shimMs);
+    deps.log?.('debug', 'cni request timings (ms)', { command: cmd, handler: +ms.toFixed(2) });
     if (answer.error) {
       deps.log?.('warn', 'cni request failed', { command: cmd, ...answer.error, ms: Math.round(ms) });
       return reply.code(cniHttpStatus(answer.error)).send(answer);
