@@ -1,0 +1,226 @@
+/**
+ * L7 HTTP policy end to end in the lab: real agents (their proxy and the datapath
+ * redirect), real pods on two nodes, real HTTP clients and servers. The scenario covers
+ * GET /public 200, POST /public 403, GET /admin 403, a header rule, the union with an
+ * L3/L4-only policy and an egress rule on the client side (same-node and cross-node
+ * pairs); then, in the kept lab, a client in a pod checks a host rule, a policy update
+ * between two requests of one keep-alive connection, a large upload and a malformed
+ * request. Also runs examples/l7-http.yaml. Needs root and `make build`.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
+
+const root = new URL('../../..', import.meta.url).pathname;
+const lab = join(root, 'bin/palisade-lab');
+const client = join(root, 'test/system/l7/client.py');
+const tmp = mkdtempSync(join(tmpdir(), 'l7-lab-'));
+const name = `${uniquePrefix('l7').toLowerCase()}`;
+
+const pods = `
+namespaces: {x: {}, y: {}}
+pods:
+  - {namespace: x, name: a, labels: {pod: a}, node: 0, ports: [{name: http, containerPort: 80}]}
+  - {namespace: x, name: b, labels: {pod: b}, node: 1, ports: [{name: http, containerPort: 80}]}
+  - {namespace: x, name: c, labels: {pod: c}, node: 0, ports: [{name: http, containerPort: 80}]}
+  - {namespace: y, name: d, labels: {pod: d}, node: 1, ports: [{name: http, containerPort: 80}]}
+`;
+
+const head = '-    x/a  x/b  x/c  y/d';
+const matrix = (rows: string[]): string => [head, ...rows].join('\n');
+
+const scenario = `${pods}
+steps:
+  - name: ingress http rules on x/a
+    apply:
+      - apiVersion: palisade.dev/v1alpha1
+        kind: PalisadeNetworkPolicy
+        metadata: {name: l7, namespace: x}
+        spec:
+          podSelector: {matchLabels: {pod: a}}
+          policyTypes: [Ingress]
+          ingress:
+            - ports:
+                - port: 80
+                  http:
+                    - {method: GET, path: "/public(/.*)?"}
+                    - {headers: [{name: x-token, value: s3cret}]}
+                    - {host: api.example.com, path: /host-only}
+    probes:
+      - {port: 80, protocol: TCP, http: {method: GET, path: /public}}
+      - {port: 80, protocol: TCP, http: {method: POST, path: /public}}
+      - {port: 80, protocol: TCP, http: {method: GET, path: /admin}}
+      - {port: 80, protocol: TCP, http: {method: GET, path: /admin, headers: {x-token: s3cret}}}
+    expect:
+      - port: 80
+        protocol: TCP
+        http: {method: GET, path: /public}
+        matrix: |
+${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  .    .    -    .', 'y/d  .    .    .    -']))}
+      - port: 80
+        protocol: TCP
+        http: {method: POST, path: /public}
+        matrix: |
+${indent(matrix(['x/a  -    .    .    .', 'x/b  D    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
+      - port: 80
+        protocol: TCP
+        http: {method: GET, path: /admin}
+        matrix: |
+${indent(matrix(['x/a  -    .    .    .', 'x/b  D    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
+      - port: 80
+        protocol: TCP
+        http: {method: GET, path: /admin, headers: {x-token: s3cret}}
+        matrix: |
+${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  .    .    -    .', 'y/d  .    .    .    -']))}
+  - name: union with an L3/L4-only policy (x/b may send anything)
+    apply:
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: l4-from-b, namespace: x}
+        spec:
+          podSelector: {matchLabels: {pod: a}}
+          ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}], ports: [{port: 80}]}]
+    probes:
+      - {port: 80, protocol: TCP, http: {method: POST, path: /public}}
+    expect:
+      - port: 80
+        protocol: TCP
+        http: {method: POST, path: /public}
+        matrix: |
+${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
+  - name: egress http rule on the client x/c (GET only)
+    apply:
+      - apiVersion: palisade.dev/v1alpha1
+        kind: PalisadeNetworkPolicy
+        metadata: {name: c-get-only, namespace: x}
+        spec:
+          podSelector: {matchLabels: {pod: c}}
+          policyTypes: [Egress]
+          egress: [{ports: [{port: 80, http: [{method: GET}]}]}]
+    probes:
+      - {port: 80, protocol: TCP, http: {method: GET, path: /anything}}
+      - {port: 80, protocol: TCP, http: {method: DELETE, path: /anything}}
+    expect:
+      - port: 80
+        protocol: TCP
+        http: {method: GET, path: /anything}
+        matrix: |
+${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
+      - port: 80
+        protocol: TCP
+        http: {method: DELETE, path: /anything}
+        matrix: |
+${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    D    -    D', 'y/d  D    .    .    -']))}
+`;
+
+function indent(s: string): string {
+  return s.split('\n').map((l) => `          ${l}`).join('\n');
+}
+
+interface LabResult {
+  pods: Record<string, { ip: string; node: string }>;
+  steps: { name: string; mismatches: unknown[]; error?: string }[];
+}
+
+let result: LabResult | undefined;
+let labOutput = '';
+
+function podNetns(pod: string): string {
+  return `pl-${name}_p-${pod.replace('/', '.')}`;
+}
+
+function runClient(from: string, to: string, args: string[]): Record<string, unknown> {
+  const ip = result!.pods[to]!.ip;
+  const r = spawnSync('ip', ['netns', 'exec', podNetns(from), 'python3', client, ip, '80', ...args],
+    { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`client ${from} -> ${to} ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+}
+
+describePrivileged('L7 HTTP policy in the lab', () => {
+  beforeAll(() => {
+    const file = join(tmp, 'l7.yaml');
+    writeFileSync(file, scenario);
+    const r = spawnSync(lab, ['run', file, '--json', '--keep', '--name', name], { encoding: 'utf8', timeout: 300_000 });
+    labOutput = `exit ${r.status}\n${r.stdout}\n${r.stderr}`;
+    try {
+      result = JSON.parse(r.stdout) as LabResult;
+    } catch {
+      result = undefined;
+    }
+  }, 320_000);
+
+  afterAll(() => {
+    spawnSync(lab, ['down', name], { encoding: 'utf8', timeout: 120_000 });
+    rmSync(tmp, { recursive: true, force: true });
+  }, 130_000);
+
+  it('plays the scenario: method, path, header rules, union with L3/L4, egress rule', () => {
+    expect(result, labOutput).toBeDefined();
+    for (const s of result!.steps) {
+      expect(s.error, `${s.name}: ${labOutput}`).toBeUndefined();
+      expect(s.mismatches, `${s.name}`).toEqual([]);
+    }
+    expect(result!.steps).toHaveLength(3);
+  });
+
+  it('a host rule matches the Host header (same node, through the client egress rule too)', () => {
+    expect(runClient('x/c', 'x/a', ['host'])).toEqual({ match: 200, other: 403 });
+  });
+
+  it('a policy update applies to the next request of an open keep-alive connection', async () => {
+    const ip = result!.pods['x/a']!.ip;
+    const child = spawn('ip', ['netns', 'exec', podNetns('y/d'), 'python3', client, ip, '80', 'keepalive', '20'],
+      { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const done = new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!out.includes('"ready"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(out, err).toContain('"ready"');
+      const policy = join(tmp, 'admin.yaml');
+      writeFileSync(policy, `apiVersion: palisade.dev/v1alpha1
+kind: PalisadeNetworkPolicy
+metadata: {name: admin, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  policyTypes: [Ingress]
+  ingress: [{ports: [{port: 80, http: [{path: /admin}]}]}]
+`);
+      const k = spawnSync('kubectl', ['--kubeconfig', `/run/palisade-lab/${name}/kubeconfig`, 'apply', '-f', policy],
+        { encoding: 'utf8', timeout: 30_000 });
+      expect(k.status, k.stderr).toBe(0);
+      child.stdin.end('go\n');
+      expect(await done, err).toBe(0);
+    } finally {
+      child.kill();
+    }
+    const r = JSON.parse(out.trim().split('\n').pop()!) as { first: number; firstBody: string; then: (number | string)[] };
+    expect(r.first).toBe(403);
+    expect(r.firstBody).toContain('Access denied');
+    // Same connection throughout: it never closed, and ended with a 200.
+    expect(r.then).not.toContain('closed');
+    expect(r.then.at(-1)).toBe(200);
+  }, 60_000);
+
+  it('a large upload is streamed through (20 MiB)', () => {
+    expect(runClient('y/d', 'x/a', ['upload', String(20 << 20)])).toEqual({ status: 200 });
+  });
+
+  it('a malformed request is answered 400 and the connection closed', () => {
+    expect(runClient('y/d', 'x/a', ['malformed'])).toEqual({ status: 400, closed: true });
+  });
+
+  it('examples/l7-http.yaml passes (exit 0)', () => {
+    const r = spawnSync(lab, ['run', join(root, 'examples/l7-http.yaml'), '--name', `${name}e`],
+      { encoding: 'utf8', timeout: 300_000 });
+    spawnSync(lab, ['down', `${name}e`], { encoding: 'utf8' });
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+  }, 320_000);
+});
