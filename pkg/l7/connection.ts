@@ -261,8 +261,10 @@ export class ClientConnection {
     } finally {
       this.processing = false;
     }
-    if (this.clientEnded && this.buf === null) {
-      // The client sent everything it will send: finish the exchange in flight, if any.
+    if (this.clientEnded) {
+      // The client sent everything it will send: what is left of a head or a denied body
+      // can never complete; a forwarded body cut short cannot be finished either. An
+      // exchange waiting for its response ('wait') completes first.
       if (this.phase === 'head' || this.phase === 'drain') this.closeGracefully();
       else if (this.phase === 'body') this.abort();
     }

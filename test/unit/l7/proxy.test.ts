@@ -266,6 +266,22 @@ describe('malformed requests', () => {
     expect(fx.records.at(-1)).toMatchObject({ reason: 'http-malformed', http: { status: 400 } });
   });
 
+  test('requests followed by the client\'s FIN are all answered, then the connection closes', async () => {
+    await use('all');
+    const c = client();
+    c.socket.end(get('/1') + get('/2'));
+    expect(await c.closedWithin()).toBe(true);
+    expect(statusLines(c.text)).toEqual(['200', '200']);
+  });
+
+  test('a partial head followed by the client\'s FIN closes without waiting for the timeout', async () => {
+    await use('all');
+    const c = client();
+    c.socket.end('GET /public HTTP/1.1\r\nHost: w');
+    expect(await c.closedWithin(1000)).toBe(true);
+    expect(c.text).toBe('');
+  });
+
   test('header timeout: a slow head gets 408 and close', async () => {
     await use('all', { limits: { headerTimeoutMs: 100 } });
     const c = client();
