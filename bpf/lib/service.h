@@ -207,9 +207,8 @@ struct svc_state {
 	__u8 closing;            /* SVC_NAT_CLOSING when the packet closes the flow */
 };
 
-#define SVC_RECORD_NONE    0
-#define SVC_RECORD_REFRESH 1 /* a known flow, entries refreshed */
-#define SVC_RECORD_NEW     2 /* a new backend selection */
+#define SVC_RECORD_NONE    0 /* a known flow (its entries are refreshed in place) */
+#define SVC_RECORD_NEW     1 /* a new backend selection */
 
 static __always_inline void svc_count(__u32 slot)
 {
@@ -475,6 +474,63 @@ static __always_inline void svc_record(const struct svc_state *st, __u64 now, __
 }
 
 /*
+ * A known flow's forward packet: refreshes both entries in place, now and then or when
+ * the packet closes the flow (no map update: cheaper than an LRU insert). The reverse
+ * entry is written again only if the LRU took it.
+ */
+static __always_inline void svc_refresh(struct svc_state *st, struct svc_nat_value *nv, __u64 now)
+{
+	struct svc_nat_value *rv, nrv = {};
+	struct svc_nat_key rk;
+
+	if (now - nv->lastSeen <= SVC_REFRESH && !(st->closing & ~nv->flags))
+		return;
+	nv->lastSeen = now;
+	nv->flags |= st->closing;
+	svc_reverse_key(&rk, st);
+	rv = bpf_map_lookup_elem(&pal_svc_nat, &rk);
+	if (rv) {
+		rv->lastSeen = now;
+		rv->flags |= st->closing;
+		return;
+	}
+	nrv.lastSeen = now;
+	nrv.addr = st->orig.daddr;
+	nrv.port = st->orig.dport;
+	nrv.flags = st->flags | nv->flags | SVC_NAT_REVERSE;
+	bpf_map_update_elem(&pal_svc_nat, &rk, &nrv, BPF_ANY);
+}
+
+/*
+ * A pod opening a flow straight to an address and port (not a ClusterIP) on a tuple whose
+ * replies a finished translated flow still claims (its reverse entry lives on for the
+ * closing lifetime, and ephemeral ports are reused quickly): that claim is dropped, or
+ * the new flow's replies would be rewritten to the ClusterIP. Checked on TCP SYNs and on
+ * UDP only, so established TCP traffic pays nothing.
+ */
+static __always_inline void svc_forget_stale(const struct svc_pkt *s)
+{
+	struct svc_nat_key rk = {
+		.saddr = s->daddr, .daddr = s->saddr, .sport = s->dport, .dport = s->sport,
+		.protocol = s->protocol,
+	}, fk = {};
+	struct svc_nat_value *v;
+
+	if (s->protocol == PROTO_TCP && (s->tcpFlags & (SVC_TCP_SYN | SVC_TCP_ACK)) != SVC_TCP_SYN)
+		return;
+	v = bpf_map_lookup_elem(&pal_svc_nat, &rk);
+	if (!v || (v->flags & (SVC_NAT_REVERSE | SVC_NAT_HAIRPIN)) != SVC_NAT_REVERSE)
+		return;
+	fk.saddr = s->saddr;
+	fk.daddr = v->addr;
+	fk.sport = s->sport;
+	fk.dport = v->port;
+	fk.protocol = s->protocol;
+	bpf_map_delete_elem(&pal_svc_nat, &fk);
+	bpf_map_delete_elem(&pal_svc_nat, &rk);
+}
+
+/*
  * The second leg of a hairpin flow: the pod answering SVC_HAIRPIN_IPV4 from its own
  * backend port. Rewritten to come from the ClusterIP and handed straight back into the
  * pod. The pod's verdicts are not consulted again: the flow was judged by its egress
@@ -530,8 +586,10 @@ static __always_inline int svc_translate(struct __sk_buff *skb, struct svc_state
 	fk.port = s.dport;
 	fk.protocol = s.protocol;
 	fv = bpf_map_lookup_elem(&pal_svc_frontends, &fk);
-	if (!fv)
+	if (!fv) {
+		svc_forget_stale(&s);
 		return SVC_CONTINUE;
+	}
 	if (fv->count == 0)
 		return svc_reject(skb, &s);
 
@@ -554,11 +612,10 @@ static __always_inline int svc_translate(struct __sk_buff *skb, struct svc_state
 		st->backendAddr = nv->addr;
 		st->backendPort = nv->port;
 		st->flags = nv->flags & SVC_NAT_HAIRPIN;
-		/* Refresh both entries now and then (the reverse one too: a flow whose
-		 * replies are rare must not lose them). */
-		st->record = (now - nv->lastSeen > SVC_REFRESH || (closing & ~nv->flags)) ?
-				     SVC_RECORD_REFRESH : SVC_RECORD_NONE;
-		closing |= nv->flags & SVC_NAT_CLOSING;
+		st->closing = closing;
+		st->record = SVC_RECORD_NONE;
+		/* The reverse entry too: a flow whose replies are rare must not lose them. */
+		svc_refresh(st, nv, now);
 	} else {
 		b = svc_pick(&fk, fv, &s, now, &id);
 		if (!b)
@@ -591,10 +648,10 @@ static __always_inline int svc_egress_done(struct __sk_buff *skb, const struct s
 {
 	if (!st->active || rc == TC_ACT_SHOT)
 		return rc;
-	if (st->record != SVC_RECORD_NONE)
+	if (st->record == SVC_RECORD_NEW) {
 		svc_record(st, bpf_ktime_get_coarse_ns(), st->closing);
-	if (st->record == SVC_RECORD_NEW)
 		svc_count(SVC_CNT_NEW_FLOWS);
+	}
 	svc_count(SVC_CNT_TRANSLATED);
 	if (!(st->flags & SVC_NAT_HAIRPIN) || rc != TC_ACT_OK)
 		return rc;

@@ -44,7 +44,7 @@ export type Translation =
   | { action: 'hairpin-reply'; packet: SvcTuple }
   | {
     action: 'translated'; packet: SvcTuple; orig: SvcTuple; backend: BackendEntry;
-    hairpin: boolean; record: 'none' | 'refresh' | 'new'; closing: boolean;
+    hairpin: boolean; record: 'none' | 'new'; closing: boolean;
   };
 
 const natKey = (t: Pick<SvcTuple, 'srcIp' | 'dstIp' | 'srcPort' | 'dstPort' | 'protocol'>): string =>
@@ -103,7 +103,10 @@ export class MemoryServices {
       return { action: 'hairpin-reply', packet: { ...t, srcIp: v.ip, srcPort: v.port, dstIp: t.srcIp } };
     }
     const fe = this.frontends.get(`${t.dstIp}:${t.dstPort}/${t.protocol}`);
-    if (!fe) return { action: 'none' };
+    if (!fe) {
+      this.#forgetStale(t);
+      return { action: 'none' };
+    }
     if (fe.backends.length === 0) {
       this.counters.noBackend++;
       return { action: 'reject' };
@@ -113,13 +116,25 @@ export class MemoryServices {
     const nv = this.nat.get(natKey(t));
     let backend: BackendEntry;
     let hairpin: boolean;
-    let record: 'none' | 'refresh' | 'new';
+    let record: 'none' | 'new';
     if (nv && !nv.reverse && now - nv.lastSeen <= lifetime(t.protocol, nv.closing)
       && !(nv.closing && (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN)) {
       backend = { ip: nv.ip, port: nv.port };
       hairpin = nv.hairpin;
-      record = now - nv.lastSeen > REFRESH_MS || (closing && !nv.closing) ? 'refresh' : 'none';
-      closing ||= nv.closing;
+      record = 'none';
+      if (now - nv.lastSeen > REFRESH_MS || (closing && !nv.closing)) {
+        // svc_refresh: both entries, in place; the reverse one again if it was lost.
+        nv.lastSeen = now;
+        nv.closing ||= closing;
+        const rkey = this.#reverseKey(t, backend, hairpin);
+        const rv = this.nat.get(rkey);
+        if (rv) {
+          rv.lastSeen = now;
+          rv.closing ||= closing;
+        } else {
+          this.nat.set(rkey, { ip: t.dstIp, port: t.dstPort, lastSeen: now, reverse: true, hairpin, closing: nv.closing });
+        }
+      }
     } else {
       backend = this.#pick(fe, t, now);
       hairpin = backend.ip === t.srcIp;
@@ -130,18 +145,32 @@ export class MemoryServices {
     return { action: 'translated', packet, orig: { ...t }, backend, hairpin, record, closing };
   }
 
+  #reverseKey(orig: SvcTuple, backend: BackendEntry, hairpin: boolean): string {
+    return natKey({
+      srcIp: backend.ip, srcPort: backend.port, dstIp: hairpin ? SVC_HAIRPIN_IPV4 : orig.srcIp,
+      dstPort: orig.srcPort, protocol: orig.protocol,
+    });
+  }
+
+  /** svc_forget_stale: a direct flow on a tuple a finished translated flow still claims. */
+  #forgetStale(t: SvcTuple): void {
+    if (t.protocol === PROTO_TCP && ((t.tcpFlags ?? 0) & (TCP_SYN | TCP_ACK)) !== TCP_SYN) return;
+    const rkey = natKey({ srcIp: t.dstIp, srcPort: t.dstPort, dstIp: t.srcIp, dstPort: t.srcPort, protocol: t.protocol });
+    const v = this.nat.get(rkey);
+    if (!v || !v.reverse || v.hairpin) return;
+    this.nat.delete(natKey({ srcIp: t.srcIp, srcPort: t.srcPort, dstIp: v.ip, dstPort: v.port, protocol: t.protocol }));
+    this.nat.delete(rkey);
+  }
+
   /** svc_egress_done: after the egress verdict on the translated packet. */
   egressDone(x: Translation, allowed: boolean, now: number): void {
     if (x.action !== 'translated' || !allowed) return;
-    if (x.record !== 'none') {
-      const rkey = natKey({
-        srcIp: x.backend.ip, srcPort: x.backend.port, dstIp: x.hairpin ? SVC_HAIRPIN_IPV4 : x.orig.srcIp,
-        dstPort: x.orig.srcPort, protocol: x.orig.protocol,
-      });
-      this.nat.set(rkey, { ip: x.orig.dstIp, port: x.orig.dstPort, lastSeen: now, reverse: true, hairpin: x.hairpin, closing: x.closing });
+    if (x.record === 'new') {
+      this.nat.set(this.#reverseKey(x.orig, x.backend, x.hairpin),
+        { ip: x.orig.dstIp, port: x.orig.dstPort, lastSeen: now, reverse: true, hairpin: x.hairpin, closing: x.closing });
       this.nat.set(natKey(x.orig), { ip: x.backend.ip, port: x.backend.port, lastSeen: now, reverse: false, hairpin: x.hairpin, closing: x.closing });
+      this.counters.newFlows++;
     }
-    if (x.record === 'new') this.counters.newFlows++;
     this.counters.translated++;
     if (x.hairpin) this.counters.hairpin++;
   }

@@ -24,6 +24,7 @@ const VIP_NONE = '10.96.0.11';
 const VIP_SELF = '10.96.0.12';
 const VIP_AFF = '10.96.0.13';
 const VIP_ONE = '10.96.0.14';
+const VIP_ONE_UDP = '10.96.0.15';
 
 interface Pod { name: string; ns: string; ip: string; hostIf: string; ifindex: number; id: number; identity: number }
 interface ProbeResult { ok: boolean; banner?: string; remote?: string; error?: string }
@@ -66,10 +67,12 @@ describePrivileged('ClusterIP Services on real sockets', () => {
     svc('x/self', VIP_SELF, 80, PROTO_TCP, [[a, 8080]]),
     svc('x/sticky', VIP_AFF, 80, PROTO_TCP, [[b, 8080], [c, 8081]], 60),
     svc('x/one', VIP_ONE, 80, PROTO_TCP, [[b, 8080]]),
+    svc('x/one-udp', VIP_ONE_UDP, 53, PROTO_UDP, [[b, 8080]]),
   ];
 
-  function probe(from: Pod, proto: 'tcp' | 'udp', host: string, port: number): ProbeResult {
-    const r = spawnSync('ip', ['netns', 'exec', from.ns, process.execPath, sockTool, 'probe', proto, host, String(port)],
+  function probe(from: Pod, proto: 'tcp' | 'udp', host: string, port: number, localPort?: number): ProbeResult {
+    const r = spawnSync('ip', ['netns', 'exec', from.ns, process.execPath, sockTool, 'probe', proto, host, String(port),
+      ...(localPort ? [String(localPort)] : [])],
       { encoding: 'utf8', timeout: 10_000 });
     return JSON.parse(r.stdout.trim() || '{"ok":false,"error":"no output"}') as ProbeResult;
   }
@@ -233,6 +236,17 @@ describePrivileged('ClusterIP Services on real sockets', () => {
       s.close();
       await dp.applyServices(baseServices());
     }
+  });
+
+  test('a direct flow reusing the source port of a translated one gets its replies untouched', () => {
+    const via = probe(a, 'udp', VIP_ONE_UDP, 53, 40555);
+    expect(via.ok, via.error).toBe(true);
+    expect(via.remote).toBe(`${VIP_ONE_UDP}:53`);
+    const direct = probe(a, 'udp', b.ip, 8080, 40555);
+    expect(direct.ok, direct.error).toBe(true);
+    expect(direct.remote).toBe(`${b.ip}:8080`);
+    // And the other way round: the Service again from that port.
+    expect(probe(a, 'udp', VIP_ONE_UDP, 53, 40555).remote).toBe(`${VIP_ONE_UDP}:53`);
   });
 
   test('the translation table and counters show what happened', async () => {

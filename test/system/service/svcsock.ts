@@ -5,7 +5,8 @@
  *   server NAME PORT[,PORT...]   TCP and UDP on every port; prints "ready". TCP: sends
  *                                "NAME LOCALPORT PEERIP" on accept, then echoes lines.
  *                                UDP: answers every datagram with "NAME LOCALPORT PEERIP".
- *   probe tcp|udp HOST PORT      one exchange within 1 s; prints JSON
+ *   probe tcp|udp HOST PORT [LOCALPORT]
+ *                                one exchange within 1 s; prints JSON
  *                                {ok, banner, remote} or {ok: false, error}
  *   session HOST PORT            a TCP connection kept open: prints {banner, remote} as
  *                                JSON, then "echo LINE" per stdin line, or "timeout"
@@ -36,17 +37,19 @@ function out(v: object): never {
   process.exit(0);
 }
 
-function probe(proto: string, host: string, port: number): void {
+function probe(proto: string, host: string, port: number, localPort?: number): void {
   setTimeout(() => out({ ok: false, error: 'timeout' }), 1000);
   if (proto === 'udp') {
     // Connected: an ICMP error about it surfaces as ECONNREFUSED.
     const u = createSocket('udp4');
     u.on('error', (e: NodeJS.ErrnoException) => out({ ok: false, error: e.code }));
     u.on('message', (m, r) => out({ ok: true, banner: m.toString().trim(), remote: `${r.address}:${r.port}` }));
-    u.connect(port, host, () => u.send('ping'));
+    const go = () => u.connect(port, host, () => u.send('ping'));
+    if (localPort) u.bind(localPort, go);
+    else go();
     return;
   }
-  const s = connect(port, host);
+  const s = connect({ port, host, ...(localPort ? { localPort } : {}) });
   s.on('error', (e: NodeJS.ErrnoException) => out({ ok: false, error: e.code }));
   s.once('data', (d) => out({ ok: true, banner: d.toString().trim(), remote: `${s.remoteAddress}:${s.remotePort}` }));
 }
@@ -81,7 +84,7 @@ function session(host: string, port: number): void {
 }
 
 if (mode === 'server') server(args[0]!, args[1]!.split(',').map(Number));
-else if (mode === 'probe') probe(args[0]!, args[1]!, Number(args[2]));
+else if (mode === 'probe') probe(args[0]!, args[1]!, Number(args[2]), args[3] ? Number(args[3]) : undefined);
 else if (mode === 'session') session(args[0]!, Number(args[1]));
 else {
   console.error('usage: svcsock.ts server NAME PORTS | probe tcp|udp HOST PORT | session HOST PORT');

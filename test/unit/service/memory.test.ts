@@ -76,6 +76,16 @@ describe('memory datapath: ClusterIP translation', () => {
     expect(dp.send(udp(100_000 + 120_001)).packet.dstIp).toBe(C.ipv4);
   });
 
+  test('a direct flow on the tuple of a finished translated one drops its claim: replies stay untouched', async () => {
+    const dp = await setup([svc([[B.ipv4, 8080]])]);
+    dp.send(out(40000));
+    dp.send(out(40000, { tcpFlags: 0x14, now: 1100 })); // RST
+    dp.send(out(40000, { dstIp: B.ipv4, dstPort: 8080, now: 1200 })); // SYN straight to B, same port
+    const reply = dp.send({ ifindex: A.ifindex, direction: 'ingress', srcIp: B.ipv4, dstIp: A.ipv4, srcPort: 8080, dstPort: 40000, protocol: 6, tcpFlags: 0x12, now: 1201 });
+    expect(reply.packet).toMatchObject({ srcIp: B.ipv4, srcPort: 8080 });
+    expect(dp.services.nat.size).toBe(0);
+  });
+
   test('no ready backend: rejected before any verdict, counted', async () => {
     const dp = await setup([svc([])]);
     const r = dp.send(out(40000));

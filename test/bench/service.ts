@@ -1,0 +1,158 @@
+/**
+ * `make bench-service`: what going through a ClusterIP costs, compared with going straight
+ * to the pod IP, in the same run on the same programs.
+ *
+ * Two pod namespaces joined through a node namespace, both pods isolated with the flow
+ * allowed (as in bench-datapath's palisade-10k), and 1000 ClusterIP frontends in the
+ * service maps (plus the one under test: VIP:80 -> B:5001, port != targetPort). A's client
+ * measures TCP request/response rate (rr: one connection, 1-byte ping-pong) and connection
+ * rate (crr: connect, ping-pong, close) to B's IP:5001 and to VIP:80, alternating which
+ * goes first each round. Ratios are medians of per-round ratios (service / pod IP).
+ * Targets: rr >= 0.95x, crr >= 0.9x.
+ *
+ * Writes bench/out/service.json. Env: BENCH_ROUNDS (default 7), BENCH_SECONDS (default 1).
+ * Needs root. Everything is created in private namespaces and a private bpffs, and removed.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus as osCpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { LinuxDatapath } from '../../pkg/datapath/linux/datapath.ts';
+import { emptyState, type EndpointEntry, type PolicyEntry, type ServiceEntry } from '../../pkg/datapath/types.ts';
+
+const repo = new URL('../../', import.meta.url).pathname.replace(/\/dist\/$/, '/');
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
+const FILLER_SERVICES = 1000;
+const prefix = `pbs${process.pid % 10000}`;
+const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
+const bpffs = join('/tmp', `${prefix}-bpffs`);
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const sh = (cmd: string, args: string[]): string =>
+  execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+const quiet = (cmd: string, args: string[]): void => { spawnSync(cmd, args, { stdio: 'ignore' }); };
+const inNs = (ns: string, cmd: string, args: string[]): string => sh('ip', ['netns', 'exec', ns, cmd, ...args]);
+
+const GW = '10.95.0.1';
+const VIP = '10.96.200.1';
+const A = { ns: `${prefix}a`, ip: '10.95.0.10', dev: 'hosta', id: 301, identity: 4001, ifindex: 0 };
+const B = { ns: `${prefix}b`, ip: '10.95.0.20', dev: 'hostb', id: 302, identity: 4002, ifindex: 0 };
+const NODE = `${prefix}n`;
+
+function setupNet(): void {
+  sh('ip', ['netns', 'add', NODE]);
+  inNs(NODE, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+  sh('ip', ['-n', NODE, 'link', 'set', 'lo', 'up']);
+  for (const p of [A, B]) {
+    sh('ip', ['netns', 'add', p.ns]);
+    sh('ip', ['-n', NODE, 'link', 'add', p.dev, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.ns]);
+    sh('ip', ['-n', NODE, 'addr', 'add', `${GW}/32`, 'dev', p.dev]);
+    sh('ip', ['-n', NODE, 'link', 'set', p.dev, 'up']);
+    sh('ip', ['-n', NODE, 'route', 'add', `${p.ip}/32`, 'dev', p.dev]);
+    sh('ip', ['-n', p.ns, 'link', 'set', 'lo', 'up']);
+    sh('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
+    sh('ip', ['-n', p.ns, 'link', 'set', 'eth0', 'up']);
+    sh('ip', ['-n', p.ns, 'route', 'add', GW, 'dev', 'eth0', 'scope', 'link']);
+    sh('ip', ['-n', p.ns, 'route', 'add', 'default', 'via', GW, 'dev', 'eth0']);
+    p.ifindex = Number(sh('ip', ['-n', NODE, '-o', 'link', 'show', 'dev', p.dev]).split(':')[0]);
+  }
+}
+
+function startServer(rrBin: string): Promise<ChildProcess> {
+  const p = spawn('ip', ['netns', 'exec', B.ns, rrBin, 'server', '5001'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  return new Promise((res, rej) => {
+    const t = setTimeout(() => rej(new Error('rr server did not start')), 5000);
+    createInterface({ input: p.stdout! }).once('line', () => { clearTimeout(t); res(p); });
+  });
+}
+
+function fillerServices(): ServiceEntry[] {
+  return Array.from({ length: FILLER_SERVICES }, (_, i) => ({
+    name: `filler/${i}`, ip: `10.96.${100 + (i >> 8)}.${i & 255}`, port: 80 + (i % 3), protocol: 6,
+    affinityTimeoutSec: 0,
+    backends: Array.from({ length: 1 + (i % 4) }, (_, j) => ({ ip: `10.250.${i >> 8}.${(i + j) & 255}`, port: 8080 })),
+  }));
+}
+
+interface Sample { rr: number; crr: number }
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    console.error('bench-service: needs root (BPF, network namespaces)');
+    process.exit(2);
+  }
+  const started = Date.now();
+  const rrBin = join(tmp, 'rr');
+  sh('cc', ['-O2', '-o', rrBin, join(repo, 'bpf', 'tools', 'rr.c')]);
+  let server: ChildProcess | undefined;
+  const dp = new LinuxDatapath({ bpffsRoot: bpffs, netns: NODE, reload: true });
+  try {
+    setupNet();
+    server = await startServer(rrBin);
+    await dp.init();
+    const eps: EndpointEntry[] = [A, B].map((p) => ({ ifindex: p.ifindex, endpointId: p.id, identity: p.identity,
+      ipv4: p.ip, ingressEnforced: true, egressEnforced: true }));
+    const policy: PolicyEntry[] = [
+      { endpointId: A.id, direction: 'egress', peer: B.identity, protocol: 6, port: 5001, endPort: 5001, ruleId: 1, proxyPort: 0 },
+      { endpointId: B.id, direction: 'ingress', peer: A.identity, protocol: 6, port: 5001, endPort: 5001, ruleId: 2, proxyPort: 0 },
+    ];
+    await dp.apply({ upsert: { ...emptyState(), endpoints: eps, policy,
+      ipcache: [{ cidr: `${GW}/32`, identity: 1 }, { cidr: `${A.ip}/32`, identity: A.identity }, { cidr: `${B.ip}/32`, identity: B.identity }] },
+    delete: emptyState() });
+    await dp.applyServices([...fillerServices(),
+      { name: 'bench/b', ip: VIP, port: 80, protocol: 6, affinityTimeoutSec: 0, backends: [{ ip: B.ip, port: 5001 }] }]);
+    await dp.attach(A.ifindex);
+    await dp.attach(B.ifindex);
+
+    const measure = (host: string, port: string): Sample => ({
+      rr: Number(inNs(A.ns, rrBin, ['rr', host, port, String(SECONDS)]).trim()),
+      crr: Number(inNs(A.ns, rrBin, ['crr', host, port, String(SECONDS)]).trim()),
+    });
+    const pod: Sample[] = [];
+    const svc: Sample[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? ['pod', 'service'] : ['service', 'pod'];
+      for (const o of order) {
+        const s = o === 'pod' ? measure(B.ip, '5001') : measure(VIP, '80');
+        (o === 'pod' ? pod : svc).push(s);
+        console.error(`round ${r + 1} ${o}: rr ${s.rr}/s crr ${s.crr}/s`);
+      }
+    }
+    const counters = await dp.serviceCounters();
+    const r3 = (x: number) => Math.round(x * 1000) / 1000;
+    const paired = (f: (x: Sample) => number) => r3(median(svc.map((x, i) => f(x) / f(pod[i]!))));
+    const result = {
+      machine: { cpus: osCpus().length, kernel: sh('uname', ['-r']).trim() },
+      rounds: ROUNDS, seconds: SECONDS, frontends: FILLER_SERVICES + 1,
+      podIp: { rr: median(pod.map((x) => x.rr)), crr: median(pod.map((x) => x.crr)) },
+      clusterIp: { rr: median(svc.map((x) => x.rr)), crr: median(svc.map((x) => x.crr)) },
+      ratio: { rr: paired((x) => x.rr), crr: paired((x) => x.crr) },
+      targets: { rr: '>= 0.95', crr: '>= 0.9' },
+      counters,
+      durationS: Math.round((Date.now() - started) / 1000),
+    };
+    mkdirSync(join(repo, 'bench', 'out'), { recursive: true });
+    writeFileSync(join(repo, 'bench', 'out', 'service.json'), `${JSON.stringify(result, null, 2)}\n`);
+    console.log('\nTCP between two pod namespaces, both isolated, flow allowed (medians; ratios paired per round)');
+    console.log('target        rr/s     crr/s');
+    console.log(`pod IP     ${String(result.podIp.rr).padStart(8)} ${String(result.podIp.crr).padStart(8)}`);
+    console.log(`ClusterIP  ${String(result.clusterIp.rr).padStart(8)} ${String(result.clusterIp.crr).padStart(8)}`);
+    console.log(`\nClusterIP / pod IP: rr ${result.ratio.rr} (target >= 0.95), crr ${result.ratio.crr} (target >= 0.9)`);
+    console.log(`translations: ${counters.newFlows} flows, ${counters.translated} packets out, ${counters.reversed} replies`);
+    console.log(`wrote bench/out/service.json (${result.durationS} s)`);
+  } finally {
+    server?.kill('SIGKILL');
+    await dp.close();
+    for (const ns of [A.ns, B.ns, NODE]) quiet('ip', ['netns', 'del', ns]);
+    quiet('umount', [bpffs]);
+    rmSync(bpffs, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+await main();
