@@ -390,6 +390,45 @@ async function fullLoad(kind: DatapathKind) {
   };
 }
 
+// ---- namespaceSelector {}: entries before/after the "any pod" entry ----------------------
+
+/**
+ * One policy selecting the 20 local pods, allowing port 80 from `namespaceSelector: {}`,
+ * compiled with 10k background pods; against the same peer written as "every namespace
+ * with a name label" (what `{}` compiled to before: one entry per label identity).
+ */
+function anyPodEntries() {
+  const namespaces = new Map<string, object>();
+  for (let i = 0; i < NAMESPACES; i++) {
+    const n = nsObj(i);
+    namespaces.set(n.metadata.name, { ...n, metadata: { ...n.metadata, labels: { ...n.metadata.labels, 'kubernetes.io/metadata.name': n.metadata.name } } });
+  }
+  const pods = new Map<string, ReturnType<typeof podObj>>();
+  for (const ep of localEndpoints()) pods.set(`ns-0/${ep.podName}`, podObj('ns-0', ep.podName, ep.ipv4, NODE, { app: 'local' }));
+  for (let i = 0; i < 10_000; i++) {
+    const node = 1 + (i % 9);
+    const ip = `10.${100 + node}.${Math.floor(i / 250) % 256}.${(i % 250) + 2}`;
+    pods.set(`ns-${i % NAMESPACES}/bg-${i}`, podObj(`ns-${i % NAMESPACES}`, `bg-${i}`, ip, `bench-node-${node}`, { app: `app-${i % APPS}`, tier: `tier-${i % 7}` }));
+  }
+  const nodes = new Map(Array.from({ length: 10 }, (_, i) => [nodeObj(i).metadata.name, nodeObj(i)]));
+  const run = (peer: object) => {
+    const policies = new Map([['NetworkPolicy:ns-0/all', {
+      kind: 'NetworkPolicy', metadata: { name: 'all', namespace: 'ns-0' },
+      spec: { podSelector: { matchLabels: { app: 'local' } }, policyTypes: ['Ingress'], ingress: [{ from: [peer], ports: [{ port: 80 }] }] },
+    }]]);
+    const t0 = performance.now();
+    const r = new PolicyCompiler().compile({
+      revision: 1, nodeName: NODE, namespaces, pods, nodes, policies, endpoints: localEndpoints(),
+    } as never);
+    return { policyEntries: r.state.policy.length, identities: r.identities.size, compileMs: round(performance.now() - t0) };
+  };
+  return {
+    backgroundPods: 10_000, localEndpoints: LOCAL_PODS,
+    perIdentity: run({ namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'Exists' }] } }),
+    anyPod: run({ namespaceSelector: {} }),
+  };
+}
+
 // ---- 3. RSS with 10k remote pods (child process) -------------------------------------
 
 /** The V8 flags cmd/launcher.sh gives palisade-agent. */
@@ -469,6 +508,8 @@ async function main(): Promise<void> {
       process.stderr.write(`bench-control: ${kind} datapath, full load of 10k policy entries...\n`);
       loads.push(await fullLoad(kind));
     }
+    process.stderr.write('bench-control: namespaceSelector {} entries...\n');
+    const anyPod = anyPodEntries();
     process.stderr.write('bench-control: RSS with 10k remote pods...\n');
     const mem = await rss(dir);
 
@@ -476,7 +517,7 @@ async function main(): Promise<void> {
       benchmark: 'control', date: new Date().toISOString(),
       machine: { cpus: cpus().length, node: process.version },
       datapaths: kinds, linuxSkipped: linuxSkip ?? null,
-      targets: TARGETS, latency, fullLoad: loads, rss: mem,
+      targets: TARGETS, latency, fullLoad: loads, namespaceSelectorAll: anyPod, rss: mem,
       ratios: {
         ...Object.fromEntries(latency.map((l) => [`p99_${l.datapath}_${l.backgroundPods}pods`, round(l.p99Ms / TARGETS.p99Ms)])),
         ...Object.fromEntries(loads.map((l) => [`fullLoad_${l.datapath}`, round(l.ms / TARGETS.loadMs)])),
@@ -511,6 +552,9 @@ async function main(): Promise<void> {
     for (const l of loads) {
       console.log(`full load (${l.datapath}): compile ${l.compileMs} ms, apply ${l.applyMs} ms, ${l.operations} operations`);
     }
+    console.log(`namespaceSelector {} (10k pods, ${anyPod.perIdentity.identities} identities, ${LOCAL_PODS} endpoints): `
+      + `${anyPod.anyPod.policyEntries} entries (any pod) vs ${anyPod.perIdentity.policyEntries} per identity; `
+      + `compile ${anyPod.anyPod.compileMs} vs ${anyPod.perIdentity.compileMs} ms`);
     for (const m of mem.samples) {
       console.log(`RSS ${m.flags}: ${m.rssMB} MB (heap used ${m.heapUsedMB} MB); before start ${m.baselineRssMB} MB (heap ${m.baselineHeapUsedMB} MB)`);
     }
