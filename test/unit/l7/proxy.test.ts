@@ -144,6 +144,27 @@ describe('keep-alive and pipelining', () => {
     expect(upstream.seen).toEqual(['GET /public/1', 'GET /public/3', 'GET /public/4']);
   });
 
+  test.each([1, 2, 3, 5, 7, 13])('a pipelined stream split every %i bytes gets the same answers', async (step) => {
+    await use([{ method: 'GET', path: '/public(/.*)?' }, { method: 'POST', path: '/echo' }]);
+    const stream = Buffer.from('\r\n' + get('/public/1')
+      + 'POST /echo HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\n\r\nabcde'
+      + 'POST /denied HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\n\r\nxyz'
+      + 'POST /echo HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nfgh\r\n2\r\nij\r\n0\r\nT: 1\r\n\r\n'
+      + 'POST /denied HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n0\r\n\r\n'
+      + get('/public/2', 'Host: web\r\nConnection: close\r\n'), 'latin1');
+    const c = client();
+    c.socket.setNoDelay(true);
+    await new Promise((r) => c.socket.once('connect', r));
+    for (let off = 0; off < stream.length; off += step) {
+      c.send(stream.subarray(off, off + step));
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(await c.closedWithin()).toBe(true);
+    expect(statusLines(c.text)).toEqual(['200', '200', '403', '200', '403', '200']);
+    const bodies = [...c.text.matchAll(/\r\n\r\n([^H]*)/g)].map((m) => m[1]);
+    expect(bodies).toEqual(['hello GET /public/1', 'abcde', 'Access denied', 'fghij', 'Access denied', 'hello GET /public/2']);
+  });
+
   test('a denied body small enough is drained and the connection kept', async () => {
     await use(publicGet);
     const c = client();
@@ -464,6 +485,25 @@ describe('upstream failures and limits', () => {
       await proxy.close();
     }
     fx = await startProxy(upstream.port, 'all');
+  });
+
+  test('a client gone before the response: one record with status 0', async () => {
+    let got = false;
+    const silent = net.createServer((s) => s.once('data', () => { got = true; }));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      fx = await startProxy((silent.address() as net.AddressInfo).port, 'all');
+      const c = client();
+      c.send(get('/never'));
+      while (!got) await new Promise((r) => setTimeout(r, 5));
+      c.destroy();
+      while (fx.proxy.connections() > 0) await new Promise((r) => setTimeout(r, 5));
+      expect(fx.records).toHaveLength(1);
+      expect(fx.records[0]).toMatchObject({ verdict: 'allowed', http: { path: '/never', status: 0 } });
+    } finally {
+      await fx.proxy.close();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
   });
 
   test('maxConnections: a connection beyond the limit is refused', async () => {
