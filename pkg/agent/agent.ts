@@ -19,9 +19,12 @@ import type { EndpointRealizer } from '../endpoint/types.ts';
 import { Ipam } from '../ipam/ipam.ts';
 import { removeCniConf, writeCniConf } from './cniconf.ts';
 import { listenHealth, type HealthListener } from './health.ts';
+import { startInspection } from './inspect.ts';
 import { startL7, type L7Handle } from './l7.ts';
 import type { AgentOptions } from './options.ts';
 import { createDatapath, loadKubernetes, type ControlPlaneHandle } from './seams.ts';
+import type { FlowStore } from '../flow/store.ts';
+import type { StatusApi } from '../status/api.ts';
 
 export interface Agent {
   manager: EndpointManager;
@@ -29,6 +32,8 @@ export interface Agent {
   datapath: Datapath;
   /** The TCP health listener's port (the chosen one when --health-port 0). */
   healthPort: number;
+  /** Flow records (GET /v1/flows); the L7 proxy's request records go here too. */
+  flows: FlowStore;
   /** Completes recorded DELs now; resolves with how many were completed. */
   drainPendingDels(): Promise<number>;
   stop(): Promise<void>;
@@ -39,6 +44,8 @@ export interface AgentSeams {
   podnet?: PodNetwork;
   datapath?: Datapath;
   controlPlane?: ControlPlaneHandle;
+  /** Where status objects are written (with a fake control plane; Kubernetes mode). */
+  statusApi?: StatusApi;
   log?: LogFn;
 }
 
@@ -69,6 +76,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   let controlPlane: ControlPlaneHandle | undefined;
   let realizer: EndpointRealizer;
   let podCidr = opts.podCidr;
+  let statusApi = seams.statusApi;
   if (opts.mode === 'kubernetes') {
     if (seams.controlPlane) {
       controlPlane = seams.controlPlane;
@@ -79,6 +87,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
       });
       controlPlane = k8s.controlPlane;
       podCidr ??= k8s.podCidr;
+      statusApi ??= k8s.statusApi;
     }
     realizer = controlPlane;
   } else {
@@ -124,6 +133,9 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
 
   let restored = false;
   let cniConfWritten = false;
+  const metrics = new Metrics();
+  // Before the control plane starts: the first realization is measured, no event is missed.
+  const inspection = startInspection({ node: opts.nodeName, datapath, manager, controlPlane, metrics, log });
   // Restored endpoints are registered before the control plane starts, so that its first
   // reconcile keeps their entries (established connections never see a gap).
   // L7 proxy (docs/l7.md): before the first reconcile, so redirect entries find it ready.
@@ -139,6 +151,11 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
       onRecord: (r) => {
         if (r.verdict === 'allowed') l7Stats.allowed++;
         else l7Stats.denied++;
+        try {
+          inspection.flows.record(r);
+        } catch (err) {
+          log('warn', 'l7 flow record refused', { error: (err as Error).message });
+        }
         log('debug', 'l7 request', { ...r });
       },
     }).catch((err: Error) => {
@@ -152,7 +169,6 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   await drainPendingDels();
   restored = true;
 
-  const metrics = new Metrics();
   metrics.gauge('palisade_ipam_addresses_used', () => ipam.used);
   metrics.gauge('palisade_ipam_addresses_capacity', () => ipam.capacity);
   if (l7) {
@@ -177,6 +193,11 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
     endpointDetails: controlPlane?.endpointDetails
       ? (id) => controlPlane.endpointDetails!(id)
       : () => ({ identity: 256, ingressEnforced: false, egressEnforced: false, policies: [], revision: 0 }),
+    version: inspection.version,
+    flows: inspection.flows,
+    identities: inspection.identities,
+    mapUsage: inspection.mapUsage,
+    counters: () => datapath.counters(),
   });
   await listenOnSocket(app, opts.apiSocket);
   let health: HealthListener | undefined;
@@ -191,6 +212,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   } catch (err) {
     await health?.close();
     await app.close();
+    await inspection.stop();
     await l7?.stop();
     await controlPlane?.stop();
     await datapath.close();
@@ -198,6 +220,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   }
   // A DEL recorded while we were starting (socket not yet there) is completed now.
   await drainPendingDels();
+  if (opts.mode === 'kubernetes' && statusApi) inspection.startStatus(statusApi, notReadyReason);
   const timer = setInterval(() => { void drainPendingDels(); }, DRAIN_INTERVAL_MS);
   timer.unref();
   log('info', 'agent ready', {
@@ -208,7 +231,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
 
   let stopped = false;
   return {
-    manager, ipam, datapath, drainPendingDels, healthPort: health.port,
+    manager, ipam, datapath, drainPendingDels, healthPort: health.port, flows: inspection.flows,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -220,6 +243,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
       await health?.close();
       await app.close();
       await draining?.catch(() => undefined);
+      await inspection.stop();
       await l7?.stop();
       await controlPlane?.stop();
       await datapath.close();
