@@ -487,7 +487,7 @@ describe('upstream failures and limits', () => {
     fx = await startProxy(upstream.port, 'all');
   });
 
-  test('a client gone before the response: one record with status 0', async () => {
+  test('a client reset before the response: one record with status 0', async () => {
     let got = false;
     const silent = net.createServer((s) => s.once('data', () => { got = true; }));
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
@@ -496,7 +496,8 @@ describe('upstream failures and limits', () => {
       const c = client();
       c.send(get('/never'));
       while (!got) await new Promise((r) => setTimeout(r, 5));
-      c.destroy();
+      // A reset, not a FIN: a FIN is a half-close after which the response is still owed.
+      c.socket.resetAndDestroy();
       while (fx.proxy.connections() > 0) await new Promise((r) => setTimeout(r, 5));
       expect(fx.records).toHaveLength(1);
       expect(fx.records[0]).toMatchObject({ verdict: 'allowed', http: { path: '/never', status: 0 } });
