@@ -10,6 +10,10 @@
  * goes first each round. Ratios are medians of per-round ratios (service / pod IP).
  * Targets: rr >= 0.95x, crr >= 0.9x.
  *
+ * Then the cost per packet under BPF_PROG_TEST_RUN (one run per call, median of many; a
+ * repeated run would see its own rewrite): from_pod on an established flow's packet to the
+ * pod IP vs to the ClusterIP (NAT hit + rewrite), and to_pod on its reply (reverse).
+ *
  * Writes bench/out/service.json. Env: BENCH_ROUNDS (default 7), BENCH_SECONDS (default 1).
  * Needs root. Everything is created in private namespaces and a private bpffs, and removed.
  */
@@ -81,6 +85,44 @@ function fillerServices(): ServiceEntry[] {
 
 interface Sample { rr: number; crr: number }
 
+function tcpFrame(src: string, dst: string, sport: number, dport: number, flags: number): Buffer {
+  const b = Buffer.alloc(14 + 20 + 20);
+  b.writeUInt16BE(0x0800, 12);
+  Buffer.from([0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]).copy(b, 14);
+  Buffer.from(src.split('.').map(Number)).copy(b, 26);
+  Buffer.from(dst.split('.').map(Number)).copy(b, 30);
+  b.writeUInt16BE(sport, 34);
+  b.writeUInt16BE(dport, 36);
+  b[46] = 0x50;
+  b[47] = flags;
+  return b;
+}
+
+/** Median ns of one from_pod/to_pod run per call, for each frame. */
+function packetCost(prog: (name: string) => string, ifA: number, runs: number): Record<string, number> {
+  const helper = join(repo, 'bin', 'palisade-bpf');
+  const file = (name: string, b: Buffer) => { const f = join(tmp, `${name}.bin`); writeFileSync(f, b); return f; };
+  const run = (p: string, f: string): number => Number(sh('nsenter', [`--net=/run/netns/${NODE}`, '--', helper,
+    'test-run', prog(p), f, String(ifA), '1']).trim().split(' ')[1]);
+  const frames = {
+    podOut: file('pod-out', tcpFrame(A.ip, B.ip, 41000, 5001, 0x10)),
+    svcOut: file('svc-out', tcpFrame(A.ip, VIP, 41001, 80, 0x10)),
+    podReply: file('pod-reply', tcpFrame(B.ip, A.ip, 5001, 41000, 0x10)),
+    svcReply: file('svc-reply', tcpFrame(B.ip, A.ip, 5001, 41001, 0x10)),
+  };
+  // Open both flows (conntrack, and the translation).
+  run('from_pod', file('pod-syn', tcpFrame(A.ip, B.ip, 41000, 5001, 0x02)));
+  run('from_pod', file('svc-syn', tcpFrame(A.ip, VIP, 41001, 80, 0x02)));
+  const t: Record<string, number[]> = { podOut: [], svcOut: [], podReply: [], svcReply: [] };
+  for (let i = 0; i < runs; i++) {
+    t.podOut!.push(run('from_pod', frames.podOut));
+    t.svcOut!.push(run('from_pod', frames.svcOut));
+    t.podReply!.push(run('to_pod', frames.podReply));
+    t.svcReply!.push(run('to_pod', frames.svcReply));
+  }
+  return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]));
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) {
     console.error('bench-service: needs root (BPF, network namespaces)');
@@ -123,6 +165,7 @@ async function main(): Promise<void> {
         console.error(`round ${r + 1} ${o}: rr ${s.rr}/s crr ${s.crr}/s`);
       }
     }
+    const cost = packetCost((name) => join(bpffs, 'palisade', 'progs', name), A.ifindex, 101);
     const counters = await dp.serviceCounters();
     const r3 = (x: number) => Math.round(x * 1000) / 1000;
     const paired = (f: (x: Sample) => number) => r3(median(svc.map((x, i) => f(x) / f(pod[i]!))));
@@ -133,6 +176,7 @@ async function main(): Promise<void> {
       clusterIp: { rr: median(svc.map((x) => x.rr)), crr: median(svc.map((x) => x.crr)) },
       ratio: { rr: paired((x) => x.rr), crr: paired((x) => x.crr) },
       targets: { rr: '>= 0.95', crr: '>= 0.9' },
+      packetNs: cost,
       counters,
       durationS: Math.round((Date.now() - started) / 1000),
     };
@@ -143,6 +187,8 @@ async function main(): Promise<void> {
     console.log(`pod IP     ${String(result.podIp.rr).padStart(8)} ${String(result.podIp.crr).padStart(8)}`);
     console.log(`ClusterIP  ${String(result.clusterIp.rr).padStart(8)} ${String(result.clusterIp.crr).padStart(8)}`);
     console.log(`\nClusterIP / pod IP: rr ${result.ratio.rr} (target >= 0.95), crr ${result.ratio.crr} (target >= 0.9)`);
+    console.log(`per packet (BPF_PROG_TEST_RUN, one cold run per call, median ns): from_pod pod IP ${cost.podOut} / ClusterIP ${cost.svcOut}; ` +
+      `to_pod reply ${cost.podReply} / reversed ${cost.svcReply}`);
     console.log(`translations: ${counters.newFlows} flows, ${counters.translated} packets out, ${counters.reversed} replies`);
     console.log(`wrote bench/out/service.json (${result.durationS} s)`);
   } finally {
