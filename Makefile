@@ -58,11 +58,11 @@ test-unit:
 lab: build
 	bin/palisade-lab demo
 
-BENCHES := datapath cni control l7
+BENCHES := datapath cni control l7 service
 
 bench: $(addprefix bench-,$(BENCHES))
 
-# bench-service and bench-l7 arrive with the Services and L7 issues.
+# Each bench-<name> runs dist/test/bench/<name>.js (service: docs/services.md).
 bench-%: build
 	@if [ -f dist/test/bench/$*.js ]; then node dist/test/bench/$*.js; \
 	else echo "bench-$*: not implemented yet (see the open issues)" >&2; exit 2; fi
