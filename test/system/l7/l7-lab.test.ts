@@ -209,6 +209,27 @@ spec:
     expect(r.then.at(-1)).toBe(200);
   }, 60_000);
 
+  it('requests are flow records of the server node agent; redirected flows are flow events', () => {
+    const node = result!.pods['x/a']!.node.replace('lab-node-', 'n');
+    const flows = (q: string) => {
+      const r = spawnSync('curl', ['-s', '--unix-socket', `/run/palisade-lab/${name}/${node}/agent.sock`, `http://agent/v1/flows?${q}`],
+        { encoding: 'utf8', timeout: 10_000 });
+      return (JSON.parse(r.stdout) as { items: Record<string, unknown>[] }).items;
+    };
+    const denied = flows('verdict=denied&limit=1000');
+    expect(denied).toContainEqual(expect.objectContaining({
+      verdict: 'denied', reason: 'http-denied', direction: 'ingress', policy: 'PalisadeNetworkPolicy:x/l7',
+      dst: expect.objectContaining({ ip: result!.pods['x/a']!.ip, port: 80 }),
+      http: expect.objectContaining({ method: 'GET', path: '/admin', status: 403 }),
+    }));
+    expect(flows('verdict=allowed&limit=1000')).toContainEqual(expect.objectContaining({
+      http: expect.objectContaining({ method: 'GET', path: '/public', status: 200 }),
+    }));
+    expect(flows('verdict=redirected&limit=1000')).toContainEqual(expect.objectContaining({
+      verdict: 'redirected', direction: 'ingress', dst: expect.objectContaining({ ip: result!.pods['x/a']!.ip, port: 80 }),
+    }));
+  });
+
   it('a large upload is streamed through (20 MiB)', () => {
     expect(runClient('y/d', 'x/a', ['upload', String(20 << 20)])).toEqual({ status: 200 });
   });
