@@ -7,7 +7,7 @@
  * allowed and by which policy. Needs root and `make build`; the lab is uniquely named and
  * removed in afterAll, also on failure.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -153,6 +153,7 @@ describePrivileged('kubectl palisade in the lab', () => {
     const applied = kubectl(['apply', '-f', '-'], allowFromY);
     expect(applied.code, applied.stderr).toBe(0);
     await lab!.barrier();
+    const t2 = Date.now();
     expect(await probe('y/a', 'x/a')).toBe(true);
     const trace = kubectl(['palisade', 'trace', 'y/a', 'x/a', '--port', '80', '-o', 'json']);
     expect(trace.code, trace.stderr).toBe(0);
@@ -164,6 +165,32 @@ describePrivileged('kubectl palisade in the lab', () => {
     expect(other.stdout).toMatch(/^DENIED:.*\ndecided by: default-deny/);
     const policy = kubectl(['palisade', 'policy', 'x/a']);
     expect(policy.stdout).toMatch(/y\/a\s+TCP\/80\s+NetworkPolicy:x\/allow-from-y\s+0/);
+    // The agent attributes the allowed flow to the same policy.
+    const allowed = await eventually('the allowed flow in observe', () => {
+      const r = kubectl(['palisade', 'observe', '--verdict', 'allowed', '--pod', 'x/a', '-o', 'json']);
+      if (r.code !== 0) throw new Error(r.stderr);
+      return (JSON.parse(r.stdout) as FlowRecord[]).find((f) => f.time >= t2 && f.direction === 'ingress' && f.src.namespace === 'y' && f.dst.pod === 'a' && f.dst.port === 80);
+    });
+    expect(allowed).toMatchObject({ direction: 'ingress', node: 'lab-node-0', policy: 'NetworkPolicy:x/allow-from-y' });
+  });
+
+  it('observe --follow streams a new drop through the API server as it happens', async () => {
+    const child = spawn('kubectl', ['palisade', 'observe', '--follow', '--verdict', 'dropped', '--pod', 'x/a', '-o', 'json'], { env: env() });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    try {
+      // Let the streams open (their backlog is printed first), then make a new drop: port 81.
+      await new Promise((r) => setTimeout(r, 2500));
+      const t1 = Date.now();
+      expect(await lab!.probeAll([{ port: 81, protocol: 'TCP' }], ['y/a', 'x/a']).then((r) => r[0]!['y/a']!['x/a'])).toBe(false);
+      const rec = await eventually('the port 81 drop on the stream', () => out.split('\n').filter(Boolean)
+        .map((l) => JSON.parse(l) as FlowRecord).find((f) => f.time >= t1 && f.dst.port === 81 && f.src.namespace === 'y'));
+      expect(rec).toMatchObject({ verdict: 'dropped', policy: 'default-deny', node: 'lab-node-0' });
+    } finally {
+      child.kill('SIGINT');
+    }
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code).toBe(0);
   });
 
   it('clear errors: an unknown pod exits 1', () => {
