@@ -76,6 +76,17 @@ def main():
                 break
             time.sleep(0.2)
         out['then'] = statuses
+    elif case == 'hold':
+        # A request, then (after the test restarted the agent) another on the same connection.
+        out['first'] = request(s, 'GET', '/public')[0]
+        print(json.dumps({'ready': True}), flush=True)
+        sys.stdin.readline()
+        try:
+            r = request(s, 'GET', '/public')
+            out['after'] = r[0] if r else 'closed'
+        except OSError as e:
+            out['after'] = 'closed'
+            out['error'] = str(e)
     elif case == 'upload':
         size = int(sys.argv[4])
         r = request(s, 'POST', '/upload', {'x-token': 's3cret'}, b'x' * size)

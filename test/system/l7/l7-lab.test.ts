@@ -8,7 +8,7 @@
  * request. Also runs examples/l7-http.yaml. Needs root and `make build`.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -237,6 +237,63 @@ spec:
   it('a malformed request is answered 400 and the connection closed', () => {
     expect(runClient('y/d', 'x/a', ['malformed'])).toEqual({ status: 400, closed: true });
   });
+
+  it('agent restart: open proxied connections are reset, new ones are redirected once it is ready', async () => {
+    const ip = result!.pods['x/a']!.ip;
+    const node = result!.pods['x/a']!.node.replace('lab-node-', 'n');
+    const sock = `/run/palisade-lab/${name}/${node}/agent.sock`;
+    // The agent of x/a's node, found by its own API socket in its command line.
+    const agentPid = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).find((p) => {
+      try {
+        const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        return argv.some((a) => a.endsWith('palisade-agent.js')) && argv.includes(sock);
+      } catch {
+        return false;
+      }
+    });
+    expect(agentPid, 'agent process').toBeDefined();
+    const argv = readFileSync(`/proc/${agentPid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+
+    const child = spawn('ip', ['netns', 'exec', podNetns('y/d'), 'python3', client, ip, '80', 'hold'],
+      { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    const done = new Promise<void>((resolve) => child.on('close', () => resolve()));
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!out.includes('"ready"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(out).toContain('"ready"');
+
+      process.kill(agentPid!, 'SIGTERM');
+      while (existsSync(`/proc/${agentPid}`)) await new Promise((r) => setTimeout(r, 50));
+      child.stdin.end('go\n');
+      await done;
+      const held = JSON.parse(out.trim().split('\n').pop()!) as { first: number; after: number | string };
+      expect(held.first).toBe(200);
+      expect(held.after).toBe('closed');
+
+      // Restarted with the same command line, in the node's namespace (the lab's down
+      // removes it with everything else in that namespace).
+      const restarted = Date.now();
+      const log = openSync(join(`/run/palisade-lab/${name}/${node}`, 'agent.log'), 'a');
+      spawn('ip', ['netns', 'exec', `pl-${name}_${node}`, ...argv], { detached: true, stdio: ['ignore', log, log] }).unref();
+      let status: unknown;
+      while (Date.now() - restarted < 30_000) {
+        try {
+          status = runClient('y/d', 'x/a', ['host']);
+          if ((status as { other?: number }).other === 403) break;
+        } catch (e) {
+          status = (e as Error).message;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      // A denied and an allowed request on a new connection: the proxy judges again.
+      expect(status).toEqual({ match: 200, other: 403 });
+      console.log(`l7: proxied requests served again ${Date.now() - restarted} ms after the agent restart`);
+    } finally {
+      child.kill();
+    }
+  }, 90_000);
 
   it('examples/l7-http.yaml passes (exit 0)', () => {
     const r = spawnSync(lab, ['run', join(root, 'examples/l7-http.yaml'), '--name', `${name}e`],
