@@ -703,18 +703,27 @@ function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
 }
 
 /**
- * diffState, skipping the kinds whose desired list is the applied list itself: the
- * compiler returns the same array for what a change did not touch (the 10k-entry ipcache
- * on a policy change), and `applied` is what the last reconcile applied.
+ * diffState over what may have changed. The compiler returns the same array for a part
+ * of the state a change did not touch (the 10k-entry ipcache on a policy change) and the
+ * same entry objects for unchanged blocks, and `applied` is what the last reconcile
+ * applied: a kind whose desired list is the applied list is skipped, and entries present
+ * in both lists as the same object are left out before keys are compared (each list
+ * holds one entry per key, so what remains diffs the same).
  */
 function diffChanged(desired: DatapathState, applied: DatapathState): DatapathChange {
-  const none: DatapathState = { endpoints: [], ipcache: [], policy: [], cidrs: [] };
-  const pick = <K extends keyof DatapathState>(k: K, from: DatapathState) =>
-    (desired[k] === applied[k] ? none[k] : from[k]);
-  return diffState(
-    { endpoints: pick('endpoints', desired), ipcache: pick('ipcache', desired), policy: pick('policy', desired), cidrs: pick('cidrs', desired) },
-    { endpoints: pick('endpoints', applied), ipcache: pick('ipcache', applied), policy: pick('policy', applied), cidrs: pick('cidrs', applied) },
-  );
+  const want: DatapathState = { endpoints: [], ipcache: [], policy: [], cidrs: [] };
+  const have: DatapathState = { endpoints: [], ipcache: [], policy: [], cidrs: [] };
+  const rest = <T extends object>(d: T[], a: T[]): [T[], T[]] => {
+    if (d === a) return [[], []];
+    const inA = new Set<object>(a);
+    const inD = new Set<object>(d);
+    return [d.filter((e) => !inA.has(e)), a.filter((e) => !inD.has(e))];
+  };
+  [want.endpoints, have.endpoints] = rest(desired.endpoints, applied.endpoints);
+  [want.ipcache, have.ipcache] = rest(desired.ipcache, applied.ipcache);
+  [want.policy, have.policy] = rest(desired.policy, applied.policy);
+  [want.cidrs, have.cidrs] = rest(desired.cidrs, applied.cidrs);
+  return diffState(want, have);
 }
 
 function describeChange(c: DatapathChange): string {
