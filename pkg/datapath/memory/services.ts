@@ -112,7 +112,7 @@ export class MemoryServices {
       return { action: 'reject' };
     }
     const flags = t.protocol === PROTO_TCP ? t.tcpFlags ?? 0 : 0;
-    let closing = (flags & (TCP_FIN | TCP_RST)) !== 0;
+    const closing = (flags & (TCP_FIN | TCP_RST)) !== 0;
     const nv = this.nat.get(natKey(t));
     let backend: BackendEntry;
     let hairpin: boolean;

@@ -13,7 +13,7 @@ import { createKubernetesControlPlane, type KubernetesControlPlane } from '../..
 import { MemoryDatapath } from '../../../pkg/datapath/memory/index.ts';
 import { endpoint, NODE } from '../controlplane/fixtures.ts';
 
-type Obj = Record<string, unknown> & { kind: string; metadata: { name: string; namespace?: string; resourceVersion?: string } };
+type Obj = Record<string, unknown> & { kind: string; metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> } };
 
 function readyPod(name: string, ip: string, labels: Record<string, string>, httpPort: number): Obj {
   return {
