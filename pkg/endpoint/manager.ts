@@ -3,13 +3,15 @@
  * agent picks its endpoints up again after a restart.
  *
  * ADD, per attachment (container id + ifname), serialized per attachment:
- *   lease an address ▶ record `creating` ▶ veth pair + addresses + routes ▶ attach the
- *   programs to the host veth ▶ register the endpoint through the realizer (in
- *   Kubernetes mode it resolves once the pod's policy is in the datapath) ▶ record
- *   `ready`. Any failure undoes every step already taken, in reverse.
- * DEL removes the datapath entries, the veth and the lease; it succeeds when any of
- * them is already gone. Different attachments proceed concurrently; the IPAM serializes
- * itself.
+ *   lease an address and record `creating` (written together) ▶ veth pair + addresses +
+ *   routes ▶ attach the programs to the host veth ▶ register the endpoint through the
+ *   realizer (in Kubernetes mode it resolves once the pod's policy is in the datapath) ▶
+ *   record `ready`. Any failure undoes every step already taken, in reverse.
+ * DEL removes the datapath entries, the veth, the programs' attachment and the lease;
+ * it succeeds when any of them is already gone. Different attachments proceed
+ * concurrently; the IPAM picks addresses synchronously and batches its writes.
+ *
+ * Per-phase timings of every ADD and DEL go to the debug log (`--log-level debug`).
  */
 import { access } from 'node:fs/promises';
 import type { Attachment } from '../cni/request.ts';
@@ -27,8 +29,14 @@ export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fi
 
 /** Milliseconds per named phase of one operation, for the debug log. */
 class PhaseTimer {
-  private t = performance.now();
+  private readonly start = performance.now();
+  private t = this.start;
   readonly phases: Record<string, number> = {};
+
+  /** The phases and their wall-clock total. */
+  report(): Record<string, number> {
+    return { ...this.phases, total: +(performance.now() - this.start).toFixed(2) };
+  }
 
   /** Records the time since the previous mark under `name`. */
   mark(name: string): void {
@@ -169,17 +177,17 @@ export class EndpointManager {
     let idToFree: number | undefined;
     timer.mark('precheck');
     try {
-      let ip: string;
+      let reserved: { ip: string; persisted: Promise<void> };
       try {
-        ip = await this.o.ipam.allocate({ containerId: req.containerId, ifName: req.ifName, network: req.network });
+        reserved = this.o.ipam.reserve({ containerId: req.containerId, ifName: req.ifName, network: req.network });
       } catch (err) {
         if (err instanceof IpamExhaustedError) {
           throw new EndpointError('PAL_IPAM_EXHAUSTED', 'allocating an address', err.message, { cause: err });
         }
         throw new EndpointError('PAL_INTERNAL', 'allocating an address', msg(err), { cause: err });
       }
+      const ip = reserved.ip;
       undo.push({ what: 'releasing the address', run: () => this.o.ipam.release(req.containerId, req.ifName) });
-      timer.mark('ipam');
       const endpointId = this.allocateId();
       idToFree = endpointId;
       const macs = vethMacs(req.containerId, req.ifName);
@@ -191,13 +199,18 @@ export class EndpointManager {
         hostIfName: hostIfName(req.containerId, req.ifName), hostMac: macs.host, podMac: macs.pod,
         mtu: req.mtu ?? this.o.defaultMtu, ifindex: 0, createdAt: new Date().toISOString(),
       };
-      try {
-        await this.o.store.save(record);
-      } catch (err) {
-        throw new EndpointError('PAL_INTERNAL', 'recording the endpoint', msg(err), { cause: err });
-      }
+      // The lease and the `creating` record go to disk at the same time: after a crash
+      // in between, the next start releases a lease no record explains, and undoes a
+      // `creating` record. Both exist on disk before any kernel object does.
       undo.push({ what: 'removing the record', run: () => this.o.store.remove(req.containerId, req.ifName) });
-      timer.mark('recordCreating');
+      const [leased, saved] = await Promise.allSettled([reserved.persisted, this.o.store.save(record)]);
+      if (leased.status === 'rejected') {
+        throw new EndpointError('PAL_INTERNAL', 'allocating an address', msg(leased.reason), { cause: leased.reason });
+      }
+      if (saved.status === 'rejected') {
+        throw new EndpointError('PAL_INTERNAL', 'recording the endpoint', msg(saved.reason), { cause: saved.reason });
+      }
+      timer.mark('leaseAndRecord');
       // Programs are attached while the pod's side is configured; detach is idempotent
       // and succeeds for a link that is gone, so it is on the undo list from here on.
       let attachedIfindex = 0;
@@ -251,7 +264,7 @@ export class EndpointManager {
         throw new EndpointError('PAL_INTERNAL', 'recording the endpoint', msg(err), { cause: err });
       }
       timer.mark('recordReady');
-      this.log('debug', 'endpoint add timings (ms)', { containerId: req.containerId, ...timer.phases });
+      this.log('debug', 'endpoint add timings (ms)', { containerId: req.containerId, ...timer.report() });
       this.log('info', 'endpoint added', {
         containerId: req.containerId, ifName: req.ifName, endpointId, ip, hostIfName: record.hostIfName,
         ifindex: record.ifindex,
@@ -317,7 +330,7 @@ export class EndpointManager {
       throw new EndpointError('PAL_INTERNAL', 'releasing the address', msg(err), { cause: err });
     }
     timer.mark('release');
-    this.log('debug', 'endpoint del timings (ms)', { containerId, ifName, ...timer.phases });
+    this.log('debug', 'endpoint del timings (ms)', { containerId, ifName, ...timer.report() });
     if (rec) this.log('info', 'endpoint removed', { containerId, ifName, endpointId: rec.endpointId, ip: rec.ipv4 });
   }
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -44,6 +44,41 @@ describe('Ipam', () => {
     const ipam = await Ipam.open({ stateDir: stateDir(), cidr: '10.9.0.0/24' });
     const ips = await Promise.all(Array.from({ length: 50 }, (_, i) => ipam.allocate(owner(i))));
     expect(new Set(ips).size).toBe(50);
+  });
+
+  it('every concurrent allocation and release is on disk when it resolves (group commit)', async () => {
+    const dir = stateDir();
+    const ipam = await Ipam.open({ stateDir: dir, cidr: '10.9.0.0/24' });
+    const first = await Promise.all(Array.from({ length: 10 }, (_, i) => ipam.allocate(owner(i))));
+    // Releases and allocations interleaved, all in flight at once.
+    const mixed = await Promise.all([
+      ...Array.from({ length: 5 }, (_, i) => ipam.release(`c${i}`, 'eth0')),
+      ...Array.from({ length: 10 }, (_, i) => ipam.allocate(owner(10 + i))),
+    ]);
+    const added = mixed.slice(5) as string[];
+    const expected = [...first.slice(5), ...added].sort();
+    const saved = JSON.parse(readFileSync(join(dir, 'ipam.json'), 'utf8'));
+    expect(saved.leases.map((l: { ip: string }) => l.ip).sort()).toEqual(expected);
+    const reopened = await Ipam.open({ stateDir: dir, cidr: '10.9.0.0/24' });
+    expect(reopened.leases().map((l) => l.ip).sort()).toEqual(expected);
+  });
+
+  it('a lease whose write fails is gone again, and nothing was reported', async () => {
+    const dir = stateDir();
+    const ipam = await Ipam.open({ stateDir: dir, cidr: '10.9.0.0/24' });
+    const a = await ipam.allocate(owner(1));
+    // A non-empty directory where the state file goes: the atomic rename fails.
+    rmSync(ipam.file);
+    mkdirSync(join(ipam.file, 'x'), { recursive: true });
+    await expect(ipam.allocate(owner(2))).rejects.toThrow(/ipam: persisting lease/);
+    expect(ipam.get('c2', 'eth0')).toBeUndefined();
+    expect(ipam.used).toBe(1);
+    await expect(ipam.release('c1', 'eth0')).rejects.toThrow(/ipam: persisting release/);
+    expect(ipam.get('c1', 'eth0')?.ip).toBe(a);
+    rmSync(ipam.file, { recursive: true });
+    const b = await ipam.allocate(owner(2));
+    const saved = JSON.parse(readFileSync(ipam.file, 'utf8'));
+    expect(saved.leases.map((l: { ip: string }) => l.ip).sort()).toEqual([a, b].sort());
   });
 
   it('does not reuse a released address at once (next-fit)', async () => {
