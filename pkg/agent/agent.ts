@@ -152,7 +152,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
         if (r.verdict === 'allowed') l7Stats.allowed++;
         else l7Stats.denied++;
         try {
-          inspection.flows.record(r);
+          inspection.record(r);
         } catch (err) {
           log('warn', 'l7 flow record refused', { error: (err as Error).message });
         }

@@ -10,6 +10,7 @@ import type { EndpointManager, LogFn } from '../endpoint/manager.ts';
 import { collectFlows, type FlowCollector } from '../flow/collector.ts';
 import { PodIpIndex } from '../flow/pods.ts';
 import { FlowStore } from '../flow/store.ts';
+import type { FlowPeer, FlowRecord } from '../flow/types.ts';
 import type { StatusApi } from '../status/api.ts';
 import { mapUsage, type MapUsage } from '../status/maps.ts';
 import { startStatusPublisher, type StatusPublisher } from '../status/publisher.ts';
@@ -35,6 +36,11 @@ export interface InspectionOptions {
 
 export interface Inspection {
   flows: FlowStore;
+  /**
+   * Records a flow from outside the datapath (the L7 proxy's requests), naming the pods
+   * behind its addresses when the record does not. Throws TypeError for a malformed record.
+   */
+  record(r: FlowRecord): void;
   version: string;
   identities(): number;
   mapUsage(): Promise<readonly MapUsage[]>;
@@ -54,15 +60,16 @@ export function startInspection(o: InspectionOptions): Inspection {
   const flows = new FlowStore({ capacity: o.flowCapacity });
   const pods = new PodIpIndex(() => cp?.pods?.());
 
+  const podByIp = (ip: string) => {
+    const pod = pods.lookup(ip);
+    if (pod) return pod;
+    // Standalone, or a local pod the informers have not delivered yet.
+    const r = manager.list().find((e) => e.ipv4 === ip);
+    return r?.podName ? { namespace: r.podNamespace, name: r.podName } : undefined;
+  };
   const collector: FlowCollector = collectFlows(o.datapath, flows, {
     node: o.node,
-    podByIp: (ip) => {
-      const pod = pods.lookup(ip);
-      if (pod) return pod;
-      // Standalone, or a local pod the informers have not delivered yet.
-      const r = manager.list().find((e) => e.ipv4 === ip);
-      return r?.podName ? { namespace: r.podNamespace, name: r.podName } : undefined;
-    },
+    podByIp,
     policyOfRule: (ruleId) => cp?.lastCompile?.()?.rules.get(ruleId)?.policy,
     endpoint: (id) => {
       if (cp) return cp.lastCompile?.()?.endpoints.get(id);
@@ -109,8 +116,16 @@ export function startInspection(o: InspectionOptions): Inspection {
     };
   });
 
+  const named = (p: FlowPeer): FlowPeer => {
+    if (p.pod) return p;
+    const pod = podByIp(p.ip);
+    return pod ? { ...p, namespace: pod.namespace, pod: pod.name } : p;
+  };
+
   return {
     flows,
+    // A record without peers goes to the store as is, which refuses it with a clear error.
+    record: (r) => flows.record(r?.src?.ip && r.dst?.ip ? { ...r, src: named(r.src), dst: named(r.dst) } : r),
     version,
     identities: () => cp?.lastCompile?.()?.identities.size ?? 0,
     mapUsage: readMaps,
