@@ -12,7 +12,7 @@ import { DEFAULT_L7_PROXY_PORT } from '../agent/options.ts';
 import { PROTO_SCTP, PROTO_TCP, PROTO_UDP, type Direction } from '../datapath/types.ts';
 import { IDENTITY_ANY, IDENTITY_FIRST_CIDR, reservedIdentityNames } from '../identity/reserved.ts';
 import { PolicyCompiler } from '../policy/compile.ts';
-import { evaluate, explain, type VerdictReason } from '../policy/evaluate.ts';
+import { evaluate, explain, type Verdict, type VerdictQuery, type VerdictReason } from '../policy/evaluate.ts';
 import { parseIpv4 } from '../policy/ip.ts';
 import type { LocalEndpoint, Namespace, NetworkPolicy, Node, Pod } from '../policy/snapshot.ts';
 import type { CompileResult, PolicyProblem } from '../policy/types.ts';
@@ -267,8 +267,17 @@ function step(view: ClusterView, pod: string, direction: Direction, remoteIp: st
   return {
     direction, pod, node: p.spec.nodeName!, allowed: v.allowed, reason: v.reason, policy,
     ...(origin ? { ruleIndex: origin.ruleIndex } : {}),
-    isolatedBy, l7: v.proxyPort !== 0, explanation: explain(result, vq, v),
+    isolatedBy, l7: v.proxyPort !== 0, explanation: explanation(result, vq, v, pod),
   };
+}
+
+/**
+ * explain()'s line in this tool's terms: the pod instead of the synthetic endpoint id,
+ * and no identity numbers (they are this process's allocation, not the agents').
+ */
+function explanation(result: CompileResult, q: VerdictQuery, v: Verdict, pod: string): string {
+  if (v.reason === 'not-enforced') return `allowed: no policy isolates ${pod} for ${q.direction}`;
+  return explain(result, q, v).replace(/peer \d+ \(/, 'peer (');
 }
 
 /**
