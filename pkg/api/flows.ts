@@ -26,6 +26,13 @@ export interface FlowRouteOptions {
 
 export function registerFlowRoutes(app: FastifyInstance, o: FlowRouteOptions): void {
   let followers = 0;
+  const open = new Set<() => void>();
+  // Follow streams never end on their own: without this, closing the server would wait
+  // for them forever (fastify only closes idle connections).
+  app.addHook('preClose', (done) => {
+    for (const end of [...open]) end();
+    done();
+  });
   app.get('/v1/flows', async (req, reply) => {
     let q;
     try {
@@ -50,6 +57,7 @@ export function registerFlowRoutes(app: FastifyInstance, o: FlowRouteOptions): v
     const finish = () => {
       if (closed) return;
       closed = true;
+      open.delete(finish);
       followers--;
       unsubscribe();
       clearTimeout(keepAlive);
@@ -79,6 +87,7 @@ export function registerFlowRoutes(app: FastifyInstance, o: FlowRouteOptions): v
     // Subscribed before the backlog is read: a record arriving in between is not lost
     // (the backlog read is synchronous, so it cannot be sent twice either).
     const unsubscribe = o.flows.subscribe((r) => { if (matchesFilter(r, filter)) send(r); });
+    open.add(finish);
     res.on('close', finish);
     res.on('error', finish);
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });

@@ -274,3 +274,27 @@ describe('GET /metrics', () => {
     expect(() => parsePrometheusText('# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\na 2\n')).toThrow(/contiguous|duplicate/);
   });
 });
+
+describe('closing the API', () => {
+  it('ends open follow streams instead of waiting for them', async () => {
+    const { listenOnSocket } = await import('../../../pkg/api/server.ts');
+    const store = new FlowStore();
+    const api2 = buildApi({
+      node: 'n2', mode: 'standalone', manager: { list: () => [] } as never, metrics: new Metrics(), flows: store,
+      notReadyReason: () => undefined, revision: () => 0, resourceVersion: () => undefined,
+    });
+    const path = join(dir, 'close.sock');
+    await listenOnSocket(api2, path);
+    let ended = false;
+    const req = request({ socketPath: path, path: '/v1/flows?follow=1' }, (res) => {
+      res.resume();
+      res.on('end', () => { ended = true; });
+    });
+    req.on('error', () => {});
+    req.end();
+    await until(() => store.subscribers === 1, 'the stream to start');
+    await api2.close();
+    await until(() => ended, 'the client to see the end');
+    expect(store.subscribers).toBe(0);
+  });
+});
