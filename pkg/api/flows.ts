@@ -41,7 +41,8 @@ export function registerFlowRoutes(app: FastifyInstance, o: FlowRouteOptions): v
       if (err instanceof FlowQueryError) return reply.code(400).send(apiError('PAL_BAD_REQUEST', err.message));
       throw err;
     }
-    if (!q.follow) return { items: o.flows.query(q.filter) };
+    // HEAD never streams: it would hold a connection open with nothing to send.
+    if (!q.follow || req.method === 'HEAD') return { items: o.flows.query(q.filter) };
     if (followers >= MAX_FOLLOWERS) {
       return reply.code(503).send(apiError('PAL_BUSY', `too many follow streams open (at most ${MAX_FOLLOWERS})`));
     }

@@ -298,3 +298,11 @@ describe('closing the API', () => {
     expect(store.subscribers).toBe(0);
   });
 });
+
+describe('HEAD /v1/flows?follow=1', () => {
+  it('answers at once without opening a stream', async () => {
+    const r = await get('/v1/flows?follow=1', 'HEAD');
+    expect(r.status).toBe(200);
+    expect(flows.subscribers).toBe(0);
+  });
+});
