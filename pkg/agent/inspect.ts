@@ -155,7 +155,11 @@ export function startInspection(o: InspectionOptions): Inspection {
       stopped = true;
       unsubscribe?.();
       collector.stop();
-      await publisherStarting;
+      // A publisher still listing its objects on an unreachable API server: not waited
+      // for long (it stops itself once the listing ends, see startStatus).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([publisherStarting, new Promise<void>((r) => { timer = setTimeout(r, 2000); })]);
+      clearTimeout(timer);
       await publisher?.stop();
     },
   };

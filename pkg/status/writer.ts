@@ -115,11 +115,16 @@ export class StatusWriter {
     return new Promise((r) => this.#idle.push(r));
   }
 
-  /** Stops after the write in progress; pending work is dropped. */
-  async stop(): Promise<void> {
+  /**
+   * Stops: pending work is dropped; the write in progress is waited for at most
+   * `graceMs` (an unreachable API server must not hold up the agent's shutdown).
+   */
+  async stop(graceMs = 2000): Promise<void> {
     this.#stopped = true;
     this.#wake?.();
-    await this.#running;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#running, new Promise<void>((r) => { timer = setTimeout(r, graceMs); })]);
+    clearTimeout(timer);
     for (const r of this.#idle.splice(0)) r();
   }
 
