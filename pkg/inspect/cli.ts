@@ -43,11 +43,15 @@ async function status(c: InspectClient, g: GlobalOptions, io: Io, f: Failures): 
   const [pods, nodes, pnodes] = await Promise.all([
     agents(c, g),
     c.list('/api/v1/nodes'),
+    // PalisadeNodes only add detail: without them (no CRD, no permission) the agents answer.
     c.list('/apis/palisade.dev/v1alpha1/palisadenodes').catch((err: unknown) => {
-      if (err instanceof ReachError && err.statusCode === 404) return [] as Json[];
-      throw err;
+      if (!(err instanceof ReachError && err.statusCode === 404)) f.add('listing PalisadeNodes', err);
+      return [] as Json[];
     }),
   ]);
+  if (pods.length === 0) {
+    io.err(`kubectl palisade: no agent pods (${AGENT_SELECTOR}) in namespace ${g.agentNamespace}: is Palisade installed there? (--agent-namespace)\n`);
+  }
   const pnByName = new Map(pnodes.map((p) => [str((p.metadata as Json | undefined)?.name), (p.status ?? {}) as Json]));
   const agentByNode = new Map(pods.map((a) => [a.node, a]));
   const names = [...new Set([...nodes.map((n) => str((n.metadata as Json | undefined)?.name)), ...agentByNode.keys()])].sort();
@@ -168,7 +172,6 @@ async function observe(c: InspectClient, cmd: Extract<Command, { name: 'observe'
   if (g.output === 'table') io.out(`${headers.map((h, i) => (i === widths.length - 1 ? h : h.padEnd(widths[i]!))).join('   ')}\n`);
   const backlog: FlowRecord[] = [];
   let live = false;
-  const started = io.now();
   await Promise.all(list.map(async (a) => {
     try {
       await c.agentStream(a, flowsQuery(cmd, io, true), (line) => {
@@ -178,14 +181,15 @@ async function observe(c: InspectClient, cmd: Extract<Command, { name: 'observe'
         } catch {
           return;
         }
-        if (!live && r.time <= started) backlog.push(r);
-        else printRow(r);
+        if (live) printRow(r);
+        else backlog.push(r);
       }, io.signal);
     } catch (err) {
       if (!io.signal.aborted) f.add(`agent on ${a.node}`, err);
     }
   }).concat([(async () => {
-    // Give every stream a moment to deliver its backlog, then print it in time order.
+    // Give every stream a moment to deliver its backlog, then print what came in time
+    // order; from then on, records are printed as they arrive.
     await new Promise((r) => setTimeout(r, 300));
     backlog.sort((x, y) => x.time - y.time);
     for (const r of backlog.splice(0)) printRow(r);

@@ -147,6 +147,15 @@ describe('kubectl palisade (in-process API server, fake agents)', () => {
     expect(JSON.parse(j.out).nodes[0]).toMatchObject({ node: 'n0', agent: 'kube-system/palisade-agent-n0', status: { drops: { lastMinute: 1 } } });
   });
 
+  it('status in a namespace without agents: every node says so, with a hint', async () => {
+    const r = await run(['status', '--agent-namespace', 'default']);
+    expect(r.code).toBe(0);
+    expect(r.out.trim().split('\n').slice(1).every((l) => /no agent/.test(l))).toBe(true);
+    expect(r.err).toContain('no agent pods (app.kubernetes.io/name=palisade,app.kubernetes.io/component=agent) in namespace default');
+    const o = await run(['observe', '--agent-namespace', 'default']);
+    expect(o.code).toBe(2);
+  });
+
   it('observe: flows of every agent merged by time, filters passed to the agents', async () => {
     queries.length = 0;
     const r = await run(['observe', '--verdict', 'dropped', '-o', 'json']);
