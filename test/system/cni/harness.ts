@@ -6,7 +6,7 @@
  * `destroy()`, also after failures.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,19 @@ import { uniquePrefix } from '../../helpers/privileged.ts';
 const pexec = promisify(execFile);
 export const ROOT = new URL('../../../', import.meta.url).pathname;
 export const AGENT_JS = join(ROOT, 'dist/cmd/palisade-agent.js');
-export const CNI_JS = join(ROOT, 'dist/cmd/palisade-cni.js');
+/**
+ * The shim as bin/palisade-cni runs it: the single-file bundle when it is at least as new
+ * as the last tsc output, else the unbundled entry.
+ */
+export const CNI_JS = ((): string => {
+  const entry = join(ROOT, 'dist/cmd/palisade-cni.js');
+  const bundle = join(ROOT, 'dist/palisade-cni.mjs');
+  try {
+    return statSync(bundle).mtimeMs >= statSync(entry).mtimeMs ? bundle : entry;
+  } catch {
+    return entry;
+  }
+})();
 export const NODE = process.execPath;
 
 export interface Run {
