@@ -20,6 +20,8 @@ build: build-bpf build-ts build-bin
 
 build-ts:
 	tsc -p tsconfig.json
+	@# The CNI shim as one file (bin/palisade-cni runs it; see docs/cni.md).
+	node dist/cmd/palisade-cni-bundle.js dist
 
 build-bpf: $(BPF_OBJS) bin/palisade-bpf bin/palisade-l7sock
 
