@@ -47,8 +47,13 @@ export interface StatusApi {
   /** Rejects with StatusApiError 404 when the object is gone. */
   patchStatus(kind: StatusKind, ref: ObjectRef, status: Record<string, unknown>): Promise<void>;
   patchMeta(kind: StatusKind, ref: ObjectRef, meta: StatusMeta): Promise<void>;
-  /** Resolves when the object is gone already. */
-  delete(kind: StatusKind, ref: ObjectRef): Promise<void>;
+  /**
+   * Deletes the object; resolves when it is gone already. With `ifLabelled`, only when the
+   * object still carries that label, and only that very object (uid and resourceVersion
+   * preconditions): a pod name reused on another node must not lose its new object to
+   * this node's late cleanup.
+   */
+  delete(kind: StatusKind, ref: ObjectRef, ifLabelled?: { key: string; value: string }): Promise<void>;
 }
 
 export const GROUP = 'palisade.dev';

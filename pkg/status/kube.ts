@@ -81,12 +81,21 @@ export class KubeStatusApi implements StatusApi {
     }
   }
 
-  async delete(kind: StatusKind, ref: ObjectRef): Promise<void> {
+  async delete(kind: StatusKind, ref: ObjectRef, ifLabelled?: { key: string; value: string }): Promise<void> {
+    let body: unknown;
     try {
-      await apiRequest(this.#kc, { method: 'DELETE', path: objectPath(kind, ref) });
+      if (ifLabelled) {
+        const cur = await apiRequest<{ metadata?: { uid?: string; resourceVersion?: string; labels?: Record<string, string> } }>(
+          this.#kc, { method: 'GET', path: objectPath(kind, ref) });
+        if (cur.metadata?.labels?.[ifLabelled.key] !== ifLabelled.value) return;
+        body = { preconditions: { uid: cur.metadata.uid, resourceVersion: cur.metadata.resourceVersion } };
+      }
+      await apiRequest(this.#kc, { method: 'DELETE', path: objectPath(kind, ref), body });
     } catch (err) {
       const e = wrap(`deleting ${describe(kind, ref)}`, err);
       if (e.status === 404) return;
+      // Changed since we read it (relabelled by another node): no longer ours to delete.
+      if (e.status === 409 && ifLabelled) return;
       throw e;
     }
   }

@@ -4,7 +4,7 @@
  * DEL) and every `refreshMs`. Refreshes are coalesced: one runs at a time, and requests
  * during it cause exactly one more.
  */
-import type { StatusApi, StatusKind } from './api.ts';
+import { NODE_LABEL, type StatusApi, type StatusKind } from './api.ts';
 import { TokenBucket } from './bucket.ts';
 import { StatusReporter, type ReporterSources } from './reporter.ts';
 import { StatusWriter, type WriteOperation } from './writer.ts';
@@ -42,6 +42,7 @@ export async function startStatusPublisher(o: StatusPublisherOptions): Promise<S
     onWrite: o.onWrite,
     log: o.log,
     retryMs: o.retryMs,
+    ownerLabel: { key: NODE_LABEL, value: o.sources.node },
   });
   const reporter = new StatusReporter({ sources: o.sources, writer, api: o.api, heartbeatMs: o.heartbeatMs });
   let running: Promise<void> | undefined;

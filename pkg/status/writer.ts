@@ -34,6 +34,8 @@ export interface StatusWriterOptions {
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   /** First retry delay after a failed write, doubled up to 60 s. Default 1000 ms. */
   retryMs?: number;
+  /** Deletes only objects still carrying this label (see StatusApi.delete). */
+  ownerLabel?: { key: string; value: string };
 }
 
 interface Entry {
@@ -187,9 +189,11 @@ export class StatusWriter {
         e.failures++;
         const delay = Math.min(60_000, (this.#o.retryMs ?? 1000) * 2 ** (e.failures - 1));
         e.retryAt = Date.now() + delay;
-        this.#o.log?.('warn', 'status write failed; will retry', {
+        // The first failure and every tenth: an API server without the CRDs must not
+        // turn every endpoint into a log line a minute.
+        if (e.failures === 1 || e.failures % 10 === 0) this.#o.log?.('warn', 'status write failed; will retry', {
           kind: e.kind, object: e.ref.namespace ? `${e.ref.namespace}/${e.ref.name}` : e.ref.name,
-          error: (err as Error).message, retryInMs: delay,
+          error: (err as Error).message, retryInMs: delay, failures: e.failures,
         });
       }
       if (!e.desired && e.exists === false) {
@@ -222,7 +226,7 @@ export class StatusWriter {
     const { kind, ref } = e;
     const desired = e.desired;
     if (!desired) {
-      await this.#call(kind, 'delete', () => this.#o.api.delete(kind, ref));
+      await this.#call(kind, 'delete', () => this.#o.api.delete(kind, ref, this.#o.ownerLabel));
       e.exists = false;
       e.written = undefined;
       e.writtenMeta = undefined;

@@ -213,6 +213,19 @@ describe('status objects', () => {
     expect(pepStatus('pod-2')).toMatchObject({ egressEnforcement: 'enabled', state: 'ready' });
   });
 
+  it('does not delete an object another node took over (a pod name reused there)', async () => {
+    sources.eps = [ep(1), ep(2)];
+    await start();
+    // node-b now runs a new pod-1 and made the object its own.
+    const cur = server.get(PEP, 'PalisadeEndpoint', 'demo', 'pod-1');
+    server.update({ ...cur, metadata: { ...cur.metadata, labels: { [NODE_LABEL]: 'node-b' } } });
+    sources.eps = [];
+    pub!.refresh();
+    await pub!.settled();
+    expect(server.list(PEP, 'PalisadeEndpoint').map((o) => o.metadata.name)).toEqual(['pod-1']);
+    expect(server.get(PEP, 'PalisadeEndpoint', 'demo', 'pod-1').metadata.labels?.[NODE_LABEL]).toBe('node-b');
+  });
+
   it('collects stale objects of this node at start, adopts unchanged ones, leaves other nodes\' alone', async () => {
     sources.eps = [ep(1), ep(2)];
     await start();
