@@ -167,6 +167,15 @@ describePrivileged('L7 HTTP policy in the lab', () => {
     expect(result!.steps).toHaveLength(3);
   });
 
+  it('kubectl get pnp lists the policies with their printer columns', () => {
+    const r = spawnSync('kubectl', ['--kubeconfig', `/run/palisade-lab/${name}/kubeconfig`, 'get', 'pnp', '-n', 'x'],
+      { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const [header, ...rows] = r.stdout.trim().split('\n');
+    expect(header!.split(/\s{2,}/)).toEqual(['NAME', 'POD-SELECTOR', 'POLICY-TYPES', 'AGE']);
+    expect(rows.map((l) => l.split(/\s+/)[0]).sort()).toEqual(['c-get-only', 'l7']);
+  });
+
   it('a host rule matches the Host header (same node, through the client egress rule too)', () => {
     expect(runClient('x/c', 'x/a', ['host'])).toEqual({ match: 200, other: 403 });
   });
