@@ -135,7 +135,10 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   let cniConfWritten = false;
   const metrics = new Metrics();
   // Before the control plane starts: the first realization is measured, no event is missed.
-  const inspection = startInspection({ node: opts.nodeName, datapath, manager, controlPlane, metrics, log });
+  const inspection = startInspection({
+    node: opts.nodeName, datapath, manager, controlPlane, metrics, log,
+    datapathMode: opts.datapath === 'linux' ? opts.attach ?? 'clsact' : opts.datapath,
+  });
   // Restored endpoints are registered before the control plane starts, so that its first
   // reconcile keeps their entries (established connections never see a gap).
   // L7 proxy (docs/l7.md): before the first reconcile, so redirect entries find it ready.

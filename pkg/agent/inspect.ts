@@ -32,6 +32,8 @@ export interface InspectionOptions {
   log: LogFn;
   /** Flow records kept (default 8192). */
   flowCapacity?: number;
+  /** For PalisadeNode.status.datapathMode. */
+  datapathMode?: string;
 }
 
 export interface Inspection {
@@ -134,7 +136,7 @@ export function startInspection(o: InspectionOptions): Inspection {
       publisherStarting = startStatusPublisher({
         api,
         sources: {
-          node: o.node, version,
+          node: o.node, version, datapathMode: o.datapathMode,
           endpoints: endpointFacts,
           notReadyReason,
           revision: () => cp?.revision() ?? 0,

@@ -44,6 +44,8 @@ export interface EndpointFacts {
 export interface ReporterSources {
   node: string;
   version: string;
+  /** How programs attach (`tcx`, `clsact`), or the test datapath's name; absent = not written. */
+  datapathMode?: string;
   endpoints(): EndpointFacts[];
   /** Why the agent is not ready, or undefined. */
   notReadyReason(): string | undefined;
@@ -179,6 +181,7 @@ export class StatusReporter {
       message,
       realizedRevision: sources.revision(),
       endpoints,
+      ...(sources.datapathMode ? { datapathMode: sources.datapathMode } : {}),
       mapPressure: pressure,
       maps: maps.map((m) => ({ ...m })),
     };

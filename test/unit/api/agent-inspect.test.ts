@@ -254,7 +254,7 @@ spec:
   it('the node object, and CNI DEL removes the pod\'s pep', async () => {
     const node = await eventually(async () => JSON.parse(await kubectl(['get', 'palisadenode', NODE, '-o', 'json'])),
       (o) => o.status?.endpoints === 2, 'the node object');
-    expect(node.status).toMatchObject({ health: 'healthy', agentVersion: expect.stringMatching(/^\d+\.\d+\.\d+/), mapPressure: 0 });
+    expect(node.status).toMatchObject({ health: 'healthy', agentVersion: expect.stringMatching(/^\d+\.\d+\.\d+/), mapPressure: 0, datapathMode: 'memory' });
     await cni('DEL', 'client');
     await eventually(async () => (await kubectl(['get', 'pep', '-n', 'demo', '-o', 'name'])).trim().split('\n'),
       (names) => names.length === 1 && names[0] === 'palisadeendpoint.palisade.dev/server', 'the client pep to go');
