@@ -446,7 +446,7 @@ export class ControlPlane implements EndpointRealizer {
       resourceVersion = snap.resourceVersion;
       result = this.#compiler.compile({
         revision, nodeName: this.nodeName, namespaces: snap.namespaces, pods: snap.pods,
-        nodes: snap.nodes, policies: snap.policies, endpoints,
+        nodes: snap.nodes, policies: snap.policies, endpoints, immutableMaps: true,
       });
       desired = result.state;
       if (this.#routing) {

@@ -291,6 +291,8 @@ class CompilerState {
   identities = new Map<number, Labels>();
   identitiesFor: { groupsVersion: number; cidr: string } | undefined;
   groupsVersion = 0;
+  /** The snapshot maps last compared (skipped next time when `immutableMaps`). */
+  readonly seenMaps = new Map<string, unknown>();
 
   constructor(c: PolicyCompiler) {
     this.c = c;
@@ -433,6 +435,7 @@ class CompilerState {
 
   /** Parsed policies by namespace (sorted by key) and their problems, on change only. */
   updatePolicies(s: ClusterSnapshot): void {
+    if (this.unchangedMap(s, 'policies', s.policies)) return;
     let changed = s.policies.size !== this.parsed.size;
     for (const [key, np] of s.policies) {
       const p = this.c.parsed(key, np);
@@ -464,12 +467,14 @@ class CompilerState {
       this.nodeName = s.nodeName;
       this.ipcacheStale = true;
     }
-    if (diffMap(this.nodes, s.nodes).length) this.ipcacheStale = true;
-    for (const name of diffMap(this.namespaces, s.namespaces)) {
-      this.nsLabels.delete(name);
-      for (const k of this.infosByNs.get(name) ?? []) changed.add(k);
+    if (!this.unchangedMap(s, 'nodes', s.nodes) && diffMap(this.nodes, s.nodes).length) this.ipcacheStale = true;
+    if (!this.unchangedMap(s, 'namespaces', s.namespaces)) {
+      for (const name of diffMap(this.namespaces, s.namespaces)) {
+        this.nsLabels.delete(name);
+        for (const k of this.infosByNs.get(name) ?? []) changed.add(k);
+      }
     }
-    for (const k of diffMap(this.pods, s.pods)) changed.add(k);
+    if (!this.unchangedMap(s, 'pods', s.pods)) for (const k of diffMap(this.pods, s.pods)) changed.add(k);
     const local = new Map<string, { sig: string; eps: LocalEndpoint[] }>();
     for (const ep of s.endpoints) {
       const k = `${ep.podNamespace}/${ep.podName}`;
@@ -539,6 +544,16 @@ class CompilerState {
       sel.groups = add.length ? [...keep, ...add].sort(byId) : keep;
       sel.version++;
     }
+  }
+
+  /**
+   * True when `map` is the one compared last time and the snapshot promises its maps are
+   * immutable; records `map` as the last one seen either way.
+   */
+  unchangedMap(s: ClusterSnapshot, kind: string, map: unknown): boolean {
+    const same = s.immutableMaps === true && this.seenMaps.get(kind) === map;
+    this.seenMaps.set(kind, s.immutableMaps === true ? map : undefined);
+    return same;
   }
 
   /** The compile's view of one pod (undefined: not a peer, not local). */

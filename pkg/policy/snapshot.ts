@@ -138,4 +138,10 @@ export interface ClusterSnapshot {
   /** NetworkPolicies and PalisadeNetworkPolicies, keyed `kind:namespace/name`. */
   policies: ReadonlyMap<string, NetworkPolicy>;
   endpoints: readonly LocalEndpoint[];
+  /**
+   * True when these maps are never mutated once handed out (ClusterStore snapshots are
+   * copy-on-write): the compiler then skips comparing a map it has seen before. Leave it
+   * unset for maps that are reused and changed in place.
+   */
+  immutableMaps?: boolean;
 }

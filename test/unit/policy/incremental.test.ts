@@ -107,11 +107,27 @@ class World {
   revision = 0;
   #ep = 0;
 
+  /** Copies handed out as immutable, reused while their source map is unchanged. */
+  readonly #copies = new Map<Map<string, unknown>, { sig: string; copy: Map<string, unknown> }>();
+
+  /**
+   * `copy`: immutable maps (`immutableMaps: true`), the same map object again for a kind
+   * that did not change, as the store does; otherwise the live maps, mutated later.
+   */
   snapshot(copy: boolean): ClusterSnapshot {
-    const m = <T>(x: Map<string, T>) => (copy ? new Map(x) : x);
+    const m = <T>(x: Map<string, T>): Map<string, T> => {
+      if (!copy) return x;
+      const sig = JSON.stringify([...x]);
+      const hit = this.#copies.get(x as Map<string, unknown>);
+      if (hit && hit.sig === sig) return hit.copy as Map<string, T>;
+      const c = new Map(x);
+      this.#copies.set(x as Map<string, unknown>, { sig, copy: c as Map<string, unknown> });
+      return c;
+    };
     return {
       revision: ++this.revision, nodeName: NODE, namespaces: m(this.namespaces), pods: m(this.pods),
       nodes: m(this.nodes), policies: m(this.policies), endpoints: [...this.endpoints.values()],
+      ...(copy && { immutableMaps: true }),
     };
   }
 
@@ -210,7 +226,7 @@ describe('incremental compile equals a full compile', () => {
       for (let step = 0; step < 60; step++) {
         // Several changes between compiles now and then: a coalesced burst.
         for (let n = r.chance(0.3) ? 1 + r.int(4) : 1; n > 0; n--) w.change(r);
-        const snap = w.snapshot(r.chance(0.3));
+        const snap = w.snapshot(r.chance(0.5));
         const full = freshLike(inc).compile(snap);
         const got = inc.compile(snap);
         expect(plainResult(got), `seed ${seed} step ${step}`).toEqual(plainResult(full));
