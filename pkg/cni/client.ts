@@ -67,7 +67,8 @@ export function parseHttpResponse(raw: Buffer): { status: number; body: string }
  * undecodable answer.
  */
 export function postCni(socketPath: string, req: CniRequest, timeoutMs: number,
-  headers: Record<string, string> = {}): Promise<AgentAnswer> {
+  headers: Record<string, string> = {},
+  marks: { connectedMs?: number; firstByteMs?: number } = {}): Promise<AgentAnswer> {
   const payload = Buffer.from(JSON.stringify(req), 'utf8');
   const head = [
     'POST /v1/cni HTTP/1.1', 'Host: palisade-agent', 'Content-Type: application/json',
@@ -87,10 +88,14 @@ export function postCni(socketPath: string, req: CniRequest, timeoutMs: number,
     const sock = connect(socketPath);
     sock.setTimeout(timeoutMs, () => done(new Error(`agent did not answer within ${timeoutMs} ms`)));
     sock.on('connect', () => {
-      sock.write(head);
-      sock.write(payload);
+      marks.connectedMs = performance.now();
+      // One write: head and body leave in one segment.
+      sock.write(Buffer.concat([Buffer.from(head, 'latin1'), payload]));
     });
-    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('data', (c: Buffer) => {
+      marks.firstByteMs ??= performance.now();
+      chunks.push(c);
+    });
     sock.on('error', (err: NodeJS.ErrnoException) => {
       if (chunks.length === 0) {
         done(new AgentUnreachableError(err.code ?? 'EIO', `agent unreachable at ${socketPath}: ${err.code ?? err.message}`));

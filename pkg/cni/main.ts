@@ -39,7 +39,8 @@ export async function main(): Promise<void> {
   if (process.env.PALISADE_CNI_TIMING === '1' && timing.requestSentMs !== undefined) {
     // Read by test/bench/cni.ts: the shim's own share is the time until the request left.
     process.stderr.write(`palisade-cni timing: requestSentMs=${timing.requestSentMs.toFixed(3)} `
-      + `agentMs=${(timing.agentMs ?? 0).toFixed(3)} totalMs=${performance.now().toFixed(3)}\n`);
+      + `agentMs=${(timing.agentMs ?? 0).toFixed(3)} totalMs=${performance.now().toFixed(3)} `
+      + `connectedMs=${(timing.connectedMs ?? 0).toFixed(3)} firstByteMs=${(timing.firstByteMs ?? 0).toFixed(3)}\n`);
   }
   process.stdout.write(out.stdout, () => process.exit(out.exitCode));
 }

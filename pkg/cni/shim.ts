@@ -33,6 +33,9 @@ export interface ShimTiming {
   requestSentMs?: number;
   /** ms the round trip to the agent took. */
   agentMs?: number;
+  /** ms since process start when the socket connected, and when the answer began. */
+  connectedMs?: number;
+  firstByteMs?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -83,7 +86,7 @@ export async function runShim(env: NodeJS.ProcessEnv, stdin: string,
     timing.requestSentMs = now();
     const t0 = timing.requestSentMs;
     answer = await postCni(socket, req, timeoutMs,
-      { 'x-palisade-shim-ms': timing.requestSentMs.toFixed(3) });
+      { 'x-palisade-shim-ms': timing.requestSentMs.toFixed(3) }, timing);
     timing.agentMs = now() - t0;
   } catch (err) {
     if (err instanceof AgentUnreachableError) return agentDown(req, version, err, log);

@@ -1,18 +1,41 @@
 /**
- * Crash-safe small files: write a temp file, fsync it, rename it over the target, fsync
- * the directory. A reader sees the old or the new content, never a mix, also after a
+ * Crash-safe small files: write a temp file, fsync it, rename it over the target. A
+ * reader sees the old or the new content, never a mix or an empty file, also after a
  * power loss.
+ *
+ * One fsync, not two: the directory is not fsynced after the rename. What callers keep
+ * here (IPAM leases, endpoint records) describes kernel objects that live exactly as
+ * long as the running kernel (veths, network namespaces, bpffs pins). A power loss that
+ * drops the rename leaves the previous version, and the reboot drops the pods it
+ * describes too; the agent's restore reconciles both. An agent crash loses nothing:
+ * the rename is in the page cache. The data fsync stays so that a rename that did
+ * survive never names an unwritten file (which the loaders refuse).
  */
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 let seq = 0;
+/** Directories already created by this process (saves a mkdir per write). */
+const made = new Set<string>();
 
 export async function writeFileAtomic(file: string, data: string): Promise<void> {
   const dir = dirname(file);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (!made.has(dir)) {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    made.add(dir);
+  }
   const tmp = `${file}.${process.pid}.${seq++}.tmp`;
-  const fh = await open(tmp, 'w', 0o600);
+  let fh;
+  try {
+    fh = await open(tmp, 'w', 0o600);
+  } catch (err) {
+    // The directory may have been removed behind our back: make it again, once.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    made.delete(dir);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    made.add(dir);
+    fh = await open(tmp, 'w', 0o600);
+  }
   try {
     await fh.writeFile(data);
     await fh.sync();
@@ -27,12 +50,6 @@ export async function writeFileAtomic(file: string, data: string): Promise<void>
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
-  }
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
   }
 }
 
