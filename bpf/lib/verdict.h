@@ -154,6 +154,8 @@ static __always_inline int palisade_verdict(struct __sk_buff *skb, __u8 dir)
 	}
 
 	remote = dir == DIR_INGRESS ? p.t.saddr : p.t.daddr;
+	/* L7: remember connections the node (its proxy) opens to this pod. */
+	l7_note_upstream(skb, dir, &p);
 
 	if (p.frag == FRAG_LATER) {
 		/* Step 2. No L4 header: follow the first fragment's verdict, recorded

@@ -8,6 +8,11 @@
  * - latency: 1 keep-alive connection, sequential GETs: p50/p99 per request;
  * - throughput: 16 keep-alive connections, each sequential: requests/s in total.
  * Targets (issue 9): added p50 <= 0.5 ms; >= 5,000 requests/s through one proxy.
+ *
+ * Part 2, the datapath's share: BPF_PROG_TEST_RUN of the real programs in a private
+ * netns and bpffs, L7 off vs on (pal_l7_config written): a conntrack reply leaving a pod
+ * (from_pod; with L7 on it pays one socket lookup, for the proxy's upstream replies) and
+ * a packet without a flow entering a pod (to_pod; one socket lookup).
  * Writes bench/out/l7.json. Needs root and `make build`.
  *
  * Internal: `l7.js --load IP PORT SECONDS CONNECTIONS` is the load generator, run by the
@@ -15,6 +20,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createMapRef, objGet, RawMap } from 'bpf';
+import { LinuxDatapath } from '../../pkg/datapath/linux/datapath.ts';
+import { diffState } from '../../pkg/datapath/diff.ts';
+import { emptyState, type DatapathState } from '../../pkg/datapath/types.ts';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -88,6 +97,79 @@ function sh(cmd: string, args: string[], timeout = 120_000): string {
   return r.stdout;
 }
 
+function tcpFrame(src: string, sport: number, dst: string, dport: number): Buffer {
+  const b = Buffer.alloc(14 + 20 + 20);
+  b.writeUInt16BE(0x0800, 12);
+  Buffer.from([0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]).copy(b, 14);
+  Buffer.from(src.split('.').map(Number)).copy(b, 26);
+  Buffer.from(dst.split('.').map(Number)).copy(b, 30);
+  b.writeUInt16BE(sport, 34);
+  b.writeUInt16BE(dport, 36);
+  b[46] = 0x50;
+  b[47] = 0x10; // ACK
+  return b;
+}
+
+interface CostResult { replyOffNs: number; replyOnNs: number; newFlowOffNs: number; newFlowOnNs: number }
+
+/** Part 2: the per-packet cost of the L7 hooks (see the file comment). */
+async function datapathCost(): Promise<CostResult> {
+  const id = `pbl7${process.pid % 10000}`;
+  const bpffs = join('/tmp', `${id}-bpffs`);
+  const tmp = mkdtempSync(join(tmpdir(), 'bench-l7-dp-'));
+  const helper = join(root, 'bin', 'palisade-bpf');
+  mkdirSync(bpffs, { recursive: true });
+  sh('ip', ['netns', 'add', id]);
+  try {
+    sh('ip', ['netns', 'exec', id, 'ip', 'link', 'add', 'dev0', 'type', 'veth', 'peer', 'name', 'dev1']);
+    const ifindex = Number(sh('ip', ['netns', 'exec', id, 'cat', '/sys/class/net/dev0/ifindex']).trim());
+    const dp = new LinuxDatapath({ bpffsRoot: bpffs });
+    await dp.init();
+    const state: DatapathState = {
+      endpoints: [{ ifindex, endpointId: 1, identity: 500, ipv4: '10.2.0.1', ingressEnforced: true, egressEnforced: true }],
+      ipcache: [{ cidr: '10.1.0.2/32', identity: 5000 }, { cidr: '10.2.0.1/32', identity: 500 }],
+      policy: [{ endpointId: 1, direction: 'ingress', peer: 5000, protocol: 6, port: 80, endPort: 80, ruleId: 42, proxyPort: 0 }],
+      cidrs: [],
+    };
+    await dp.apply(diffState(state, emptyState()));
+    const files = { fwd: join(tmp, 'fwd.bin'), reply: join(tmp, 'reply.bin'), stranger: join(tmp, 'stranger.bin') };
+    writeFileSync(files.fwd, tcpFrame('10.1.0.2', 40000, '10.2.0.1', 80));
+    writeFileSync(files.reply, tcpFrame('10.2.0.1', 80, '10.1.0.2', 40000));
+    writeFileSync(files.stranger, tcpFrame('10.1.0.9', 40001, '10.2.0.1', 80));
+    const progs = join(bpffs, 'palisade', 'progs');
+    const testRun = (prog: string, file: string): number => Number(sh('ip', ['netns', 'exec', id, helper, 'test-run',
+      join(progs, prog), file, String(ifindex), '200000']).trim().split(' ')[1]);
+    // The L7 program shares the maps; loading it creates pal_l7_config.
+    sh(helper, ['load', join(root, 'bpf', 'out', 'l7_device.o'), join(progs, 'l7_device'), join(bpffs, 'palisade', 'maps')]);
+    const config = (port: number): void => {
+      const ref = createMapRef(objGet(join(bpffs, 'palisade', 'maps', 'pal_l7_config')), { transfer: true });
+      const v = Buffer.alloc(12);
+      v.writeUInt16LE(port, 0);
+      v.writeUInt32LE(1, 8); // an ifindex is needed only when a packet is redirected
+      new RawMap(ref).set(Buffer.alloc(4), v);
+      ref.close();
+    };
+    testRun('to_pod', files.fwd); // the flow's conntrack entry
+    const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const off = { reply: [] as number[], stranger: [] as number[] };
+    const on = { reply: [] as number[], stranger: [] as number[] };
+    for (let r = 0; r < 5; r++) {
+      for (const [m, port] of [[off, 0], [on, 15001]] as const) {
+        config(port);
+        m.reply.push(testRun('from_pod', files.reply));
+        m.stranger.push(testRun('to_pod', files.stranger));
+      }
+    }
+    await dp.close();
+    return { replyOffNs: med(off.reply), replyOnNs: med(on.reply), newFlowOffNs: med(off.stranger), newFlowOnNs: med(on.stranger) };
+  } finally {
+    spawnSync('ip', ['netns', 'del', id]);
+    spawnSync('umount', [bpffs]);
+    rmSync(bpffs, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const a = process.argv;
   if (a[2] === '--load') {
@@ -99,6 +181,9 @@ async function main(): Promise<void> {
     console.error('bench-l7: needs root (the lab builds network namespaces)');
     process.exit(2);
   }
+  const cost = await datapathCost();
+  console.log(`datapath (BPF_PROG_TEST_RUN, ns per packet): conntrack reply leaving a pod ${cost.replyOffNs} -> ${cost.replyOnNs} with L7 on; `
+    + `packet without a flow entering a pod ${cost.newFlowOffNs} -> ${cost.newFlowOnNs}`);
   const rounds = Number(process.env.BENCH_L7_ROUNDS ?? 3);
   const seconds = Number(process.env.BENCH_L7_SECONDS ?? 3);
   const name = `bl7${process.pid % 10000}`;
@@ -190,7 +275,7 @@ spec:
     writeFileSync(join(root, 'bench', 'out', 'l7.json'), `${JSON.stringify({
       bench: 'l7', time: new Date().toISOString(), rounds, secondsPerRun: seconds,
       setup: 'lab, 1 node, client and server pods on it; latency: 1 keep-alive connection; throughput: 16',
-      summary, targets, met, results,
+      summary, targets, met, results, datapathCostNs: cost,
     }, null, 2)}\n`);
     console.log('wrote bench/out/l7.json');
   } finally {
