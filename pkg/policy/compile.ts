@@ -436,24 +436,41 @@ class CompilerState {
   /** Parsed policies by namespace (sorted by key) and their problems, on change only. */
   updatePolicies(s: ClusterSnapshot): void {
     if (this.unchangedMap(s, 'policies', s.policies)) return;
-    let changed = s.policies.size !== this.parsed.size;
+    const touched: ParsedPolicy[] = [];
     for (const [key, np] of s.policies) {
       const p = this.c.parsed(key, np);
-      if (this.parsed.get(key) !== p) {
-        changed = true;
+      const cur = this.parsed.get(key);
+      if (cur !== p) {
+        if (cur) touched.push(cur);
+        touched.push(p);
         this.parsed.set(key, p);
       }
     }
-    if (!changed) return;
-    for (const key of [...this.parsed.keys()]) if (!s.policies.has(key)) this.parsed.delete(key);
-    this.policiesByNs = new Map();
-    this.problems = [];
-    for (const key of [...this.parsed.keys()].sort()) {
+    if (this.parsed.size !== s.policies.size) {
+      for (const [key, p] of [...this.parsed]) {
+        if (s.policies.has(key)) continue;
+        touched.push(p);
+        this.parsed.delete(key);
+      }
+    }
+    if (!touched.length) return;
+    // Only the namespaces of changed policies get new lists (sorted by key, so the
+    // result does not depend on map order); problems only when a changed one has some.
+    const byNs = new Map<string, ParsedPolicy[]>();
+    const namespaces = new Set(touched.map((p) => p.namespace));
+    for (const key of [...this.parsed.keys()].filter((k) => namespaces.has(this.parsed.get(k)!.namespace)).sort()) {
       const p = this.parsed.get(key)!;
-      this.problems.push(...p.problems);
-      let list = this.policiesByNs.get(p.namespace);
-      if (!list) this.policiesByNs.set(p.namespace, (list = []));
+      let list = byNs.get(p.namespace);
+      if (!list) byNs.set(p.namespace, (list = []));
       list.push(p);
+    }
+    for (const ns of namespaces) {
+      const list = byNs.get(ns);
+      if (list) this.policiesByNs.set(ns, list);
+      else this.policiesByNs.delete(ns);
+    }
+    if (touched.some((p) => p.problems.length)) {
+      this.problems = [...this.parsed.keys()].sort().flatMap((k) => this.parsed.get(k)!.problems);
     }
   }
 

@@ -64,8 +64,10 @@ function ports(r: R): NetworkPolicyPort[] | undefined {
   if (r.chance(0.3)) return undefined;
   const out: NetworkPolicyPort[] = [];
   for (let i = 0; i <= r.int(2); i++) {
-    const k = r.int(5);
-    if (k === 0) out.push({ protocol: r.pick(['TCP', 'UDP', 'SCTP']) });
+    const k = r.int(6);
+    // k === 5: unsupported (a problem, failing closed).
+    if (k === 5) out.push({ protocol: 'ICMP', port: 80 });
+    else if (k === 0) out.push({ protocol: r.pick(['TCP', 'UDP', 'SCTP']) });
     else if (k === 1) out.push({ port: r.pick([80, 443]) });
     else if (k === 2) out.push({ port: 8000, endPort: 8100 });
     else if (k === 3) out.push({ port: 'web' });
