@@ -113,6 +113,21 @@ describe('effective policy', () => {
     expect(p.ingress).toEqual({ enforced: true, policies: ['NetworkPolicy:x/default-deny'], rules: [] });
   });
 
+  it('PalisadeNetworkPolicy http rules: the port redirects to the L7 proxy (with the default proxy port)', () => {
+    const pnp = {
+      kind: 'PalisadeNetworkPolicy', ns: 'x', name: 'api',
+      spec: { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ ports: [{ port: 80, http: [{ method: 'GET', path: '/public' }] }] }] },
+    };
+    const p = effectivePolicy(view([pnp]), 'x/a');
+    expect(p.ingress.rules.map((r) => [r.peer.kind, r.ports, r.policy, r.l7])).toEqual([['any', 'TCP/80', 'PalisadeNetworkPolicy:x/api', true]]);
+    const t = trace(view([pnp]), { src: 'y/a', dst: 'x/a', port: 80, protocol: 'TCP' });
+    expect(t.decidedBy).toMatchObject({ policy: 'PalisadeNetworkPolicy:x/api', l7: true });
+    // Without a proxy on the nodes, http rules fail closed: a problem, nothing allowed.
+    const closed = effectivePolicy(view([pnp]), 'x/a', { l7ProxyPort: 0 });
+    expect(closed.ingress.rules).toEqual([]);
+    expect(closed.problems[0]).toMatchObject({ policy: 'PalisadeNetworkPolicy:x/api', message: expect.stringContaining('no proxy') });
+  });
+
   it('namespace-wide peers and any-peer rules', () => {
     const ns = {
       ns: 'x', name: 'from-y',
