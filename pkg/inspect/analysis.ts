@@ -10,7 +10,7 @@
  */
 import { DEFAULT_L7_PROXY_PORT } from '../agent/options.ts';
 import { PROTO_SCTP, PROTO_TCP, PROTO_UDP, type Direction } from '../datapath/types.ts';
-import { IDENTITY_ANY, IDENTITY_FIRST_CIDR, reservedIdentityNames } from '../identity/reserved.ts';
+import { IDENTITY_ANY, IDENTITY_CLUSTER_POD, IDENTITY_FIRST_CIDR, reservedIdentityNames } from '../identity/reserved.ts';
 import { PolicyCompiler } from '../policy/compile.ts';
 import { evaluate, explain, type Verdict, type VerdictQuery, type VerdictReason } from '../policy/evaluate.ts';
 import { parseIpv4 } from '../policy/ip.ts';
@@ -106,6 +106,8 @@ export interface PeerDescription {
 
 function describePeer(result: CompileResult, pods: Map<number, string[]>, id: number, cidrs: string[]): PeerDescription {
   if (id === IDENTITY_ANY) return { kind: 'any', text: 'any' };
+  // namespaceSelector {} compiles to one entry for every pod of the cluster.
+  if (id === IDENTITY_CLUSTER_POD) return { kind: 'pods', text: 'any pod (every namespace)' };
   const reserved = reservedIdentityNames[id];
   if (reserved !== undefined) return { kind: 'reserved', text: reserved };
   if (id >= IDENTITY_FIRST_CIDR) {

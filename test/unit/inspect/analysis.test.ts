@@ -139,6 +139,11 @@ describe('effective policy', () => {
     };
     const p = effectivePolicy(view([ns]), 'x/a');
     expect(p.ingress.rules.map((r) => [r.peer.text, r.ports])).toEqual([['y/a', 'any']]);
+    const everyNs = { ns: 'x', name: 'from-all', spec: { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {} }], ports: [{ port: 80 }] }] } };
+    const all = effectivePolicy(view([everyNs]), 'x/a');
+    expect(all.ingress.rules.map((r) => [r.peer.text, r.ports])).toEqual([['any pod (every namespace)', 'TCP/80']]);
+    expect(trace(view([everyNs]), { src: 'y/a', dst: 'x/a', port: 80, protocol: 'TCP' }).decidedBy?.policy).toBe('NetworkPolicy:x/from-all');
+    expect(trace(view([everyNs]), { src: '192.0.2.1', dst: 'x/a', port: 80, protocol: 'TCP' }).verdict).toBe('denied');
     expect(p.egress.rules.map((r) => [r.peer.kind, r.ports, r.policy])).toEqual([['any', 'UDP/53', 'NetworkPolicy:x/from-y']]);
   });
 });
