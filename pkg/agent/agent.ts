@@ -201,6 +201,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
     identities: inspection.identities,
     mapUsage: inspection.mapUsage,
     counters: () => datapath.counters(),
+    ...(datapath.serviceCounters ? { serviceCounters: () => datapath.serviceCounters!() } : {}),
   });
   await listenOnSocket(app, opts.apiSocket);
   let health: HealthListener | undefined;

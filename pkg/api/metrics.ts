@@ -8,7 +8,7 @@
  * here; the rest is read from its sources when scraped (datapath counters, flow store,
  * map usage), so a scrape never sees a stale copy. docs/agent-api.md#metrics lists them.
  */
-import type { DatapathCounters, Direction, DropReason } from '../datapath/types.ts';
+import type { DatapathCounters, Direction, DropReason, ServiceCounters } from '../datapath/types.ts';
 import type { FlowStore, FlowTotals } from '../flow/store.ts';
 import type { MapUsage } from '../status/maps.ts';
 
@@ -21,6 +21,8 @@ export interface MetricsSources {
   identities?: number;
   revision?: number;
   counters?: () => Promise<DatapathCounters>;
+  /** ClusterIP translation counters (docs/services.md), when the datapath has them. */
+  serviceCounters?: () => Promise<ServiceCounters>;
   maps?: () => Promise<readonly MapUsage[]>;
   flows?: Pick<FlowStore, 'totals' | 'l7Totals'>;
   /** Called when a source fails; the scrape goes on without it. */
@@ -199,6 +201,20 @@ export class Metrics {
         families.push(packets, drops);
       } catch (err) {
         fail('datapath counters', err);
+      }
+    }
+
+    if (src.serviceCounters) {
+      try {
+        const c = await src.serviceCounters();
+        const f = new Family('palisade_service_packets_total', 'counter',
+          'ClusterIP translation by the datapath: packets translated, new flows, replies reversed, no-backend rejects, hairpin, errors.');
+        const events: [string, number][] = [['translated', c.translated], ['new_flow', c.newFlows], ['reversed', c.reversed],
+          ['no_backend', c.noBackend], ['hairpin', c.hairpin], ['error', c.errors]];
+        for (const [event, v] of events) f.sample('palisade_service_packets_total', { event }, v);
+        families.push(f);
+      } catch (err) {
+        fail('service counters', err);
       }
     }
 

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { handleCni, type CniHandlerDeps } from '../cni/handler.ts';
 import type { CniErrorBody } from '../cni/errors.ts';
 import { PAL_API_ERRORS, apiError } from './errors.ts';
-import type { DatapathCounters } from '../datapath/types.ts';
+import type { DatapathCounters, ServiceCounters } from '../datapath/types.ts';
 import type { FlowStore } from '../flow/store.ts';
 import { mapPressure, type MapUsage } from '../status/maps.ts';
 import { registerFlowRoutes } from './flows.ts';
@@ -44,6 +44,8 @@ export interface ApiDeps extends CniHandlerDeps {
   mapUsage?: () => Promise<readonly MapUsage[]>;
   /** Datapath packet counters for /metrics. */
   counters?: () => Promise<DatapathCounters>;
+  /** ClusterIP translation counters for /metrics (docs/services.md). */
+  serviceCounters?: () => Promise<ServiceCounters>;
   log?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -168,6 +170,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       identities: deps.identities?.(),
       revision: deps.revision(),
       counters: deps.counters,
+      serviceCounters: deps.serviceCounters,
       maps: deps.mapUsage,
       flows: deps.flows,
       onError: (what, err) => deps.log?.('warn', 'metrics: reading a source failed', { source: what, error: err.message }),
