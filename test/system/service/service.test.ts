@@ -262,6 +262,24 @@ describePrivileged('ClusterIP Services on real sockets', () => {
       .toEqual(baseServices().map((e) => `${e.ip}:${e.port}/${e.protocol}`).sort());
   });
 
+  test('agent restart: a new LinuxDatapath re-reads the frontends, the open connection keeps its translation', async () => {
+    const s = openSession(a, VIP_ONE, 80);
+    try {
+      expect((await s.first()).banner).toBe(`b 8080 ${a.ip}`);
+      await dp.close();
+      dp = new LinuxDatapath({ bpffsRoot: root, netns: node });
+      await dp.init();
+      expect(await s.send('after restart')).toBe('echo after restart');
+      const keys = (l: ServiceEntry[]) => l.map((e) => `${e.ip}:${e.port}/${e.protocol}>${e.backends.map((x) => `${x.ip}:${x.port}`).join(',')}`).sort();
+      expect(keys(await dp.dumpServices())).toEqual(keys(baseServices()));
+      await dp.applyServices(baseServices()); // same set: nothing to change
+      expect(await s.send('after apply')).toBe('echo after apply');
+      expect(probe(a, 'tcp', VIP, 80).ok).toBe(true);
+    } finally {
+      s.close();
+    }
+  });
+
   test('bad input changes nothing', async () => {
     await expect(dp.applyServices([svc('bad', '10.96.0.99', 0, PROTO_TCP, [])])).rejects.toThrow(/port 0/);
     expect(probe(a, 'tcp', VIP_ONE, 80).ok).toBe(true);
