@@ -131,11 +131,15 @@ async function endpoints(c: InspectClient, cmd: Extract<Command, { name: 'endpoi
   io.out(endpointsTable(rows, ns === undefined));
 }
 
-function flowsQuery(cmd: Extract<Command, { name: 'observe' }>, io: Io, follow: boolean): string {
+/** Pause before reconnecting a follow stream. */
+const RECONNECT_MS = 2000;
+
+function flowsQuery(cmd: Extract<Command, { name: 'observe' }>, io: Io, follow: boolean, after?: number): string {
   const q = new URLSearchParams();
   if (cmd.verdict) q.set('verdict', cmd.verdict);
   if (cmd.pod) q.set('pod', cmd.pod);
-  if (cmd.sinceMs !== undefined) q.set('since', String(io.now() - cmd.sinceMs));
+  if (after !== undefined) q.set('since', String(after));
+  else if (cmd.sinceMs !== undefined) q.set('since', String(io.now() - cmd.sinceMs));
   q.set('limit', String(Math.min(cmd.limit ?? 100, 8192)));
   if (follow) q.set('follow', '1');
   return `/v1/flows?${q}`;
@@ -173,19 +177,47 @@ async function observe(c: InspectClient, cmd: Extract<Command, { name: 'observe'
   const backlog: FlowRecord[] = [];
   let live = false;
   await Promise.all(list.map(async (a) => {
-    try {
-      await c.agentStream(a, flowsQuery(cmd, io, true), (line) => {
-        let r: FlowRecord;
-        try {
-          r = JSON.parse(line) as FlowRecord;
-        } catch {
-          return;
-        }
-        if (live) printRow(r);
-        else backlog.push(r);
-      }, io.signal);
-    } catch (err) {
-      if (!io.signal.aborted) f.add(`agent on ${a.node}`, err);
+    // A stream ends when its agent restarts or the connection breaks: reconnect, asking
+    // only for what is newer than the last record seen. An agent never reached counts
+    // as a failure (exit status 2); one that was, and comes back, does not.
+    let last: number | undefined;
+    let reached = false;
+    let lastProblem = '';
+    while (!io.signal.aborted) {
+      // Record times may have fractions of a millisecond; `since` is an integer, so the
+      // agent resends what shares the last millisecond: skip what was printed already.
+      const seen = last;
+      try {
+        await c.agentStream(a, flowsQuery(cmd, io, true, seen === undefined ? undefined : Math.floor(seen)), (line) => {
+          let r: FlowRecord;
+          try {
+            r = JSON.parse(line) as FlowRecord;
+          } catch {
+            return;
+          }
+          reached = true;
+          if (seen !== undefined && r.time <= seen) return;
+          if (last === undefined || r.time > last) last = r.time;
+          if (live) printRow(r);
+          else backlog.push(r);
+        }, io.signal);
+        reached = true;
+        if (io.signal.aborted) break;
+        lastProblem = 'the stream ended';
+      } catch (err) {
+        if (io.signal.aborted) break;
+        const msg = (err as Error).message;
+        if (!reached && lastProblem === '') f.add(`agent on ${a.node}`, err);
+        lastProblem = msg;
+      }
+      io.err(`kubectl palisade: agent on ${a.node}: ${lastProblem}; reconnecting\n`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, RECONNECT_MS);
+        io.signal.addEventListener('abort', () => {
+          clearTimeout(t);
+          resolve();
+        }, { once: true });
+      });
     }
   }).concat([(async () => {
     // Give every stream a moment to deliver its backlog, then print what came in time

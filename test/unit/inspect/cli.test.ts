@@ -191,6 +191,34 @@ describe('kubectl palisade (in-process API server, fake agents)', () => {
     expect(recs.slice(3).map((f) => f.time)).toEqual([NOW + 10, NOW + 10]);
   });
 
+  it('observe --follow reconnects when a stream ends, without repeating what it printed', async () => {
+    const ac = new AbortController();
+    let out = '';
+    let err = '';
+    const done = main(['--kubeconfig', kubeconfig, 'observe', '--follow', '-o', 'json'], {
+      out: (t) => { out += t; }, err: (t) => { err += t; }, signal: ac.signal, now: () => NOW,
+    });
+    const lines = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as FlowRecord);
+    const until = async (cond: () => boolean) => {
+      for (let i = 0; i < 120 && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    await until(() => followers.size === 2 && lines().length === 3);
+    queries.length = 0;
+    // An agent restarts: its stream ends; the CLI comes back asking for newer records.
+    [...followers][0]!.end();
+    await until(() => followers.size === 2 && queries.some((q) => q.includes('follow=1')));
+    const fresh = flow('n0', -20, 'dropped', 'y/a', 'x/a', 'default-deny');
+    for (const f of followers) f.write(`${JSON.stringify(fresh)}\n`);
+    await until(() => lines().length >= 5);
+    ac.abort();
+    expect(await done).toBe(0);
+    expect(err).toMatch(/agent on n[01]: the stream ended; reconnecting/);
+    const since = /since=(\d+)/.exec(queries.find((q) => q.includes('follow=1')) ?? '');
+    expect(Number(since?.[1])).toBeGreaterThanOrEqual(NOW - 3000);
+    // The backlog the agent resent on reconnect was not printed twice.
+    expect(lines().map((f) => f.time)).toEqual([NOW - 3000, NOW - 2000, NOW - 1000, NOW + 20, NOW + 20]);
+  });
+
   it('endpoints: PalisadeEndpoint objects of a namespace', async () => {
     const r = await run(['endpoints', '-n', 'x']);
     expect(r.code, r.err).toBe(0);
