@@ -17,12 +17,13 @@
  *
  * Prints measured / target ratios side by side (ratio <= 1 meets the target).
  */
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { startApiServer, type ApiServer } from '../../pkg/apiserver/index.ts';
 import { ControlPlane, type RealizedEvent } from '../../pkg/controlplane/controlplane.ts';
 import { createKubernetesControlPlane } from '../../pkg/controlplane/kubernetes.ts';
@@ -479,6 +480,74 @@ async function rss(dir: string) {
   }
 }
 
+// ---- 3b. the whole agent (bin/palisade-agent) with 10k remote pods, as root ---------------
+
+interface AgentRss {
+  /** VmRSS samples once ready (1 s apart), MB. */
+  rssMB: number[];
+  readyAfterMs: number;
+}
+
+/**
+ * Inside a private network namespace (the agent manages routes and masquerading there,
+ * not on this host): an API server with the RSS cluster, and the real agent started by
+ * its launcher (so with the launcher's V8 flags) in Kubernetes mode with the memory
+ * datapath. Prints one JSON line.
+ */
+async function agentRssChild(): Promise<void> {
+  const server = await startApiServer({ crdFiles: [join(repoRoot(), 'manifests', 'crds.yaml')] });
+  populate(server, 10_000, 1000);
+  const dir = await mkdtemp(join(tmpdir(), 'pal-bench-agent-'));
+  let agent: ChildProcess | undefined;
+  try {
+    await server.writeKubeconfig(join(dir, 'kc'));
+    const port = 19_000 + Math.floor(Math.random() * 1000);
+    agent = spawn(join(repoRoot(), 'bin', 'palisade-agent'), [
+      '--kubeconfig', join(dir, 'kc'), '--node-name', NODE, '--datapath', 'memory', '--state-dir', join(dir, 'state'),
+      '--api-socket', join(dir, 'cni.sock'), '--health-port', String(port), '--l7-proxy-port', '0', '--log-level', 'error',
+    ], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const t0 = performance.now();
+    for (;;) {
+      if (performance.now() - t0 > 120_000) throw new Error('agent not ready within 120 s');
+      if (agent.exitCode !== null) throw new Error(`agent exited with ${agent.exitCode}`);
+      const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const readyAfterMs = performance.now() - t0;
+    const rssMB: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1]);
+      rssMB.push(round(kb / 1024, 1));
+    }
+    process.stdout.write(`${JSON.stringify({ rssMB, readyAfterMs: round(readyAfterMs) } satisfies AgentRss)}\n`);
+  } finally {
+    if (agent && agent.exitCode === null) {
+      const exited = new Promise((r) => agent!.once('exit', r));
+      agent.kill('SIGTERM');
+      await exited;
+    }
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function agentRss(): Promise<AgentRss | string> {
+  if (process.getuid?.() !== 0) return 'not root';
+  if (!existsSync(join(repoRoot(), 'bin', 'palisade-agent'))) return "bin/palisade-agent missing (run 'make build')";
+  const ns = `pal-bench-ctl-${process.pid}`;
+  if (spawnSync('ip', ['netns', 'add', ns]).status !== 0) return 'cannot create a network namespace';
+  try {
+    spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', ns, process.execPath, fileURLToPath(import.meta.url), '--agent-rss'],
+      { maxBuffer: 1 << 20, timeout: 300_000 });
+    return JSON.parse(stdout.trim().split('\n').pop()!) as AgentRss;
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+}
+
 // ---- main ------------------------------------------------------------------------------
 
 function row(name: string, measured: number, target: number, unit: string): string {
@@ -490,6 +559,7 @@ async function main(): Promise<void> {
   if (process.argv[2] === '--api-server') {
     return apiServerChild(Number(process.argv[3]), Number(process.argv[4]), process.argv[5]!);
   }
+  if (process.argv[2] === '--agent-rss') return agentRssChild();
   const dir = await mkdtemp(join(tmpdir(), 'pal-bench-control-'));
   try {
     const latency: LatencyResult[] = [];
@@ -512,12 +582,15 @@ async function main(): Promise<void> {
     const anyPod = anyPodEntries();
     process.stderr.write('bench-control: RSS with 10k remote pods...\n');
     const mem = await rss(dir);
+    process.stderr.write('bench-control: RSS of the whole agent with 10k remote pods...\n');
+    const agent = await agentRss();
 
     const out = {
       benchmark: 'control', date: new Date().toISOString(),
       machine: { cpus: cpus().length, node: process.version },
       datapaths: kinds, linuxSkipped: linuxSkip ?? null,
       targets: TARGETS, latency, fullLoad: loads, namespaceSelectorAll: anyPod, rss: mem,
+      agentRss: typeof agent === 'string' ? { skipped: agent } : agent,
       ratios: {
         ...Object.fromEntries(latency.map((l) => [`p99_${l.datapath}_${l.backgroundPods}pods`, round(l.p99Ms / TARGETS.p99Ms)])),
         ...Object.fromEntries(loads.map((l) => [`fullLoad_${l.datapath}`, round(l.ms / TARGETS.loadMs)])),
@@ -539,6 +612,9 @@ async function main(): Promise<void> {
     for (const m of mem.samples) {
       console.log(row(`agent RSS, ${mem.remotePods} remote pods, ${m.flags}`, m.rssMB, TARGETS.rssMB, 'MB'));
     }
+    if (typeof agent !== 'string') {
+      console.log(row('whole agent RSS (bin/palisade-agent), 10k pods', Math.max(...agent.rssMB), TARGETS.rssMB, 'MB'));
+    }
     console.log('');
     console.log('datapath background pods   p50 ms   p99 ms   max ms   agent p50/p99   reconcile p99   compile p50/p99   waitFor p50/p99   reconciles/change   initial ms');
     for (const l of latency) {
@@ -555,6 +631,8 @@ async function main(): Promise<void> {
     console.log(`namespaceSelector {} (10k pods, ${anyPod.perIdentity.identities} identities, ${LOCAL_PODS} endpoints): `
       + `${anyPod.anyPod.policyEntries} entries (any pod) vs ${anyPod.perIdentity.policyEntries} per identity; `
       + `compile ${anyPod.anyPod.compileMs} vs ${anyPod.perIdentity.compileMs} ms`);
+    console.log(typeof agent === 'string' ? `whole agent RSS: skipped (${agent})`
+      : `whole agent (launcher, Kubernetes mode, memory datapath): ready after ${agent.readyAfterMs} ms, VmRSS ${agent.rssMB.join(' / ')} MB`);
     for (const m of mem.samples) {
       console.log(`RSS ${m.flags}: ${m.rssMB} MB (heap used ${m.heapUsedMB} MB); before start ${m.baselineRssMB} MB (heap ${m.baselineHeapUsedMB} MB)`);
     }
