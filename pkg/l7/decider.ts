@@ -82,13 +82,16 @@ export class PolicyDecider implements L7Decider {
         continue;
       }
       const l7 = l7RulesFor(r, v);
-      const ruleId = l7?.ruleIds[0] ?? v.ruleId;
-      const policy = r.rules.get(ruleId)?.policy;
-      if (!l7 || !l7.http.some((h) => matchHttpRule(h, req))) {
-        return { allowed: false, direction: s.direction, policy, ruleId };
+      const i = l7 ? l7.http.findIndex((h) => matchHttpRule(h, req)) : -1;
+      if (!l7 || i < 0) {
+        // Denied: attributed to the (first) rule that sent the connection to the proxy.
+        const ruleId = l7?.ruleIds[0] ?? v.ruleId;
+        return { allowed: false, direction: s.direction, policy: r.rules.get(ruleId)?.policy, ruleId };
       }
-      // The side with http rules is the one worth naming.
-      decided = { allowed: true, direction: s.direction, policy, ruleId };
+      // Allowed by the rule whose http entry matched; the side with http rules is the one
+      // worth naming.
+      const ruleId = l7.httpRuleIds?.[i] ?? l7.ruleIds[0]!;
+      decided = { allowed: true, direction: s.direction, policy: r.rules.get(ruleId)?.policy, ruleId };
     }
     return decided!;
   }

@@ -180,6 +180,8 @@ interface Slot {
   entry: PolicyEntry;
   /** undefined = plain L3/L4 allow (no redirect). */
   http: HttpRule[] | undefined;
+  /** The rule each `http` entry came from, same order (attribution per request). */
+  httpRuleIds: number[] | undefined;
   ruleIds: Set<number>;
 }
 
@@ -798,7 +800,9 @@ class CompilerState {
     const k = entryKey.policy(entry);
     const cur = slots.get(k);
     if (!cur) {
-      slots.set(k, { entry, http: a.http ? [...a.http] : undefined, ruleIds: new Set([a.ruleId]) });
+      slots.set(k, {
+        entry, http: a.http ? [...a.http] : undefined, httpRuleIds: a.http?.map(() => a.ruleId), ruleIds: new Set([a.ruleId]),
+      });
       return;
     }
     cur.entry.ruleId = Math.min(cur.entry.ruleId, a.ruleId);
@@ -806,9 +810,11 @@ class CompilerState {
     // Union: an L3/L4 allow on the same peer and ports means every request is allowed.
     if (!cur.http || !a.http) {
       cur.http = undefined;
+      cur.httpRuleIds = undefined;
       cur.entry.proxyPort = 0;
     } else {
       cur.http.push(...a.http);
+      cur.httpRuleIds!.push(...a.http.map(() => a.ruleId));
     }
   }
 
@@ -928,6 +934,7 @@ function finishSlots(slots: Map<string, Slot>, policy: PolicyEntry[], l7: L7Rule
       if (covered) {
         e.proxyPort = 0;
         s.http = undefined;
+        s.httpRuleIds = undefined;
       }
     }
     policy.push(e);
@@ -935,7 +942,7 @@ function finishSlots(slots: Map<string, Slot>, policy: PolicyEntry[], l7: L7Rule
       l7.push({
         endpointId: e.endpointId, direction: e.direction, peer: e.peer, protocol: e.protocol,
         port: e.port, endPort: e.endPort, proxyPort: e.proxyPort,
-        ruleIds: [...s.ruleIds].sort(compareNum), http: s.http,
+        ruleIds: [...s.ruleIds].sort(compareNum), http: s.http, httpRuleIds: s.httpRuleIds,
       });
     }
   }

@@ -65,4 +65,6 @@ export interface L7Rules {
   ruleIds: number[];
   /** Union of the `http` rules of those rules: a request matching any one is allowed. */
   http: HttpRule[];
+  /** The rule id each `http` entry came from, in the same order (per-request attribution). */
+  httpRuleIds?: number[];
 }

@@ -68,6 +68,20 @@ describe('PolicyDecider', () => {
     expect(['NetworkPolicy:x/l4', 'PalisadeNetworkPolicy:x/l7']).toContain(v.policy);
   });
 
+  test('an allowed request is attributed to the policy whose http rule matched', () => {
+    const c = upstreamModel({ l7ProxyPort: PROXY });
+    const spec = (path: string): Partial<NetworkPolicySpec> => ({
+      podSelector: pod('a'), ingress: [{ from: [{ podSelector: pod('b') }], ports: [{ port: 80, http: [{ path }] }] }],
+    });
+    c.policy('x', 'one', spec('/one'), 'PalisadeNetworkPolicy');
+    c.policy('x', 'two', spec('/two'), 'PalisadeNetworkPolicy');
+    const d = deciderFor(c, 'x/a');
+    const k = conn(c, 'x/b', 'x/a');
+    expect(d.decide(k, req('GET', '/one')).policy).toBe('PalisadeNetworkPolicy:x/one');
+    expect(d.decide(k, req('GET', '/two')).policy).toBe('PalisadeNetworkPolicy:x/two');
+    expect(d.decide(k, req('GET', '/three')).allowed).toBe(false);
+  });
+
   test('egress rules on the client side judge requests whose server is elsewhere', () => {
     const c = upstreamModel({ l7ProxyPort: PROXY });
     c.policy('x', 'egress-l7', {

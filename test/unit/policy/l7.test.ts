@@ -29,7 +29,7 @@ describe('L7 http rules', () => {
     expect(r.problems).toEqual([]);
     expect(r.l7).toEqual([{
       endpointId: c.endpointOf('x/a'), direction: 'ingress', peer: v.remoteIdentity, protocol: 6,
-      port: 80, endPort: 80, proxyPort: PROXY, ruleIds: [v.ruleId], http: getPublic,
+      port: 80, endPort: 80, proxyPort: PROXY, ruleIds: [v.ruleId], http: getPublic, httpRuleIds: [v.ruleId],
     }]);
   });
 
@@ -68,6 +68,10 @@ describe('L7 http rules', () => {
     expect(l7).toHaveLength(1);
     expect(l7[0]!.http.map((h) => h.path).sort()).toEqual(['/one', '/two']);
     expect(l7[0]!.ruleIds).toHaveLength(2);
+    // Each http entry names the rule it came from.
+    const byPath = new Map(l7[0]!.http.map((h, i) => [h.path, l7[0]!.httpRuleIds![i]]));
+    expect(new Set(byPath.values())).toEqual(new Set(l7[0]!.ruleIds));
+    expect(byPath.get('/one')).not.toBe(byPath.get('/two'));
   });
 
   test('egress http rules towards any peer', () => {
