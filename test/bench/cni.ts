@@ -143,8 +143,12 @@ async function teardown(): Promise<void> {
 }
 
 /** The agent's per-phase debug timings of ADD/DEL, by operation and phase name. */
-const agentPhases = { add: new Map<string, number[]>(), del: new Map<string, number[]>() };
-let recordPhases = false;
+type PhaseLog = { add: Map<string, number[]>; del: Map<string, number[]> };
+const agentPhases: Record<'sequential' | 'concurrent', PhaseLog> = {
+  sequential: { add: new Map(), del: new Map() },
+  concurrent: { add: new Map(), del: new Map() },
+};
+let recordPhases: 'sequential' | 'concurrent' | undefined;
 
 /** Keeps the agent's timing lines; forwards its warnings and errors. */
 function collectAgentLog(child: ChildProcess): void {
@@ -162,12 +166,13 @@ function collectAgentLog(child: ChildProcess): void {
         : rec.msg === 'endpoint del timings (ms)' || (http && rec.command === 'DEL') ? 'del' : undefined;
       if (op) {
         if (!recordPhases) continue;
+        const log = agentPhases[recordPhases];
         for (const [k, v] of Object.entries(rec)) {
           if (k === 'command') continue;
           if (typeof v !== 'number') continue;
-          const xs = agentPhases[op].get(k) ?? [];
+          const xs = log[op].get(k) ?? [];
           xs.push(v);
-          agentPhases[op].set(k, xs);
+          log[op].set(k, xs);
         }
       } else if (rec.level === 'warn' || rec.level === 'error') {
         process.stderr.write(`${line}\n`);
@@ -176,15 +181,22 @@ function collectAgentLog(child: ChildProcess): void {
   });
 }
 
-interface Phase { add: number[]; del: number[]; shimMs: number[]; agentMs: number[]; outsideMs: number[] }
+interface Phase {
+  add: number[]; del: number[]; shimMs: number[]; agentMs: number[]; outsideMs: number[];
+  /** Shim clock: connected - sent, first byte of the answer - connected, total - first byte. */
+  connectMs: number[]; waitMs: number[]; afterMs: number[];
+}
 
-function shimTiming(stderr: string): { sent?: number; agent?: number; total?: number } {
-  const m = /requestSentMs=([\d.]+) agentMs=([\d.]+) totalMs=([\d.]+)/.exec(stderr);
-  return m ? { sent: Number(m[1]), agent: Number(m[2]), total: Number(m[3]) } : {};
+function shimTiming(stderr: string): { sent?: number; agent?: number; total?: number; connected?: number; firstByte?: number } {
+  const m = /requestSentMs=([\d.]+) agentMs=([\d.]+) totalMs=([\d.]+)(?: connectedMs=([\d.]+) firstByteMs=([\d.]+))?/.exec(stderr);
+  return m ? {
+    sent: Number(m[1]), agent: Number(m[2]), total: Number(m[3]),
+    connected: m[4] === undefined ? undefined : Number(m[4]), firstByte: m[5] === undefined ? undefined : Number(m[5]),
+  } : {};
 }
 
 async function phase(p: Plugin, concurrency: number): Promise<Phase> {
-  const out: Phase = { add: [], del: [], shimMs: [], agentMs: [], outsideMs: [] };
+  const out: Phase = { add: [], del: [], shimMs: [], agentMs: [], outsideMs: [], connectMs: [], waitMs: [], afterMs: [] };
   const idx = pods.map((_, i) => i);
   for (const cmd of ['ADD', 'DEL'] as const) {
     await pool(idx, concurrency, async (i) => {
@@ -196,6 +208,11 @@ async function phase(p: Plugin, concurrency: number): Promise<Phase> {
       if (t.agent !== undefined) out.agentMs.push(t.agent);
       // Wall time Node's clock does not see: nsenter, the sh launcher, process exit.
       if (t.total !== undefined) out.outsideMs.push(r.ms - t.total);
+      if (cmd === 'ADD' && t.sent !== undefined && t.connected && t.firstByte && t.total !== undefined) {
+        out.connectMs.push(t.connected - t.sent);
+        out.waitMs.push(t.firstByte - t.connected);
+        out.afterMs.push(t.total - t.firstByte);
+      }
     });
   }
   return out;
@@ -218,9 +235,9 @@ async function main(): Promise<void> {
   const results: Record<string, Record<string, Phase>> = { palisade: {}, reference: {} };
   // Interleave the plugins so that background load hits both alike.
   for (const [label, conc] of [['sequential', 1], ['concurrent', CONCURRENCY]] as const) {
-    recordPhases = label === 'sequential';
+    recordPhases = label;
     results.palisade![label] = await phase(plugins.pal, conc);
-    recordPhases = false;
+    recordPhases = undefined;
     results.reference![label] = await phase(plugins.ref, conc);
   }
   // Shim start-up with and without the V8 compile cache (STATUS: the cheapest request).
@@ -249,13 +266,18 @@ async function main(): Promise<void> {
       agentRoundTripMs: summary(results.palisade!.sequential!.agentMs),
       /** Spawn-to-exit minus Node's own clock: launcher, nsenter, exit. */
       outsideNodeClockMs: summary(results.palisade!.sequential!.outsideMs),
+      /** Sequential ADD on the shim's clock: connecting, waiting for the answer, printing it. */
+      addConnectMs: summary(results.palisade!.sequential!.connectMs),
+      addWaitForAnswerMs: summary(results.palisade!.sequential!.waitMs),
+      addAfterAnswerMs: summary(results.palisade!.sequential!.afterMs),
       startupWithCompileCacheMs: shimCache,
       startupWithoutCompileCacheMs: shimNoCache,
       bareNodeProcessMs: summary(bare),
     },
     /** Inside the agent, sequential run: p50 per phase (ms); `*Overlapped` run beside another phase. */
-    agentPhasesP50: Object.fromEntries((['add', 'del'] as const).map((op) => [op,
-      Object.fromEntries([...agentPhases[op]].map(([k, xs]) => [k, +pct(xs, 50).toFixed(2)]))])),
+    agentPhasesP50: Object.fromEntries((['sequential', 'concurrent'] as const).map((label) => [label,
+      Object.fromEntries((['add', 'del'] as const).map((op) => [op,
+        Object.fromEntries([...agentPhases[label][op]].map(([k, xs]) => [k, +pct(xs, 50).toFixed(2)]))]))])),
     pass: {} as Record<string, boolean>,
   };
   console.log(`\nCNI latency, ms (${N} pods; wall time from spawn to exit)`);
@@ -280,9 +302,14 @@ async function main(): Promise<void> {
   console.log(`\nshim share (process start until the request left): p50 ${report.shim.requestSentMs.p50} ms, `
     + `p99 ${report.shim.requestSentMs.p99} ms; agent round trip p50 ${report.shim.agentRoundTripMs.p50} ms; `
     + `launcher + exit (outside Node's clock) p50 ${report.shim.outsideNodeClockMs.p50} ms`);
-  for (const op of ['add', 'del'] as const) {
-    console.log(`agent ${op.toUpperCase()} phases p50 (ms): ${Object.entries(report.agentPhasesP50[op]!)
-      .map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  console.log(`sequential ADD on the shim's clock, p50: request sent at ${report.shim.requestSentMs.p50}, connect `
+    + `${report.shim.addConnectMs.p50}, waiting for the answer ${report.shim.addWaitForAnswerMs.p50}, printing and exiting `
+    + `${report.shim.addAfterAnswerMs.p50} (+ launcher/exit outside the clock)`);
+  for (const label of ['sequential', 'concurrent'] as const) {
+    for (const op of ['add', 'del'] as const) {
+      console.log(`agent ${label} ${op.toUpperCase()} phases p50 (ms): ${Object.entries(report.agentPhasesP50[label]![op]!)
+        .map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    }
   }
   console.log(`shim start-up with compile cache p50 ${shimCache.p50} ms, without ${shimNoCache.p50} ms; `
     + `bare 'node -e 0' p50 ${report.shim.bareNodeProcessMs.p50} ms`);
