@@ -31,7 +31,7 @@ describe('control plane from a config object', () => {
     }
     const n = server.create({ apiVersion: 'v1', ...node(NODE, '10.244.0.0/24', '10.89.0.10') } as never);
     server.update({ ...n, status: (node(NODE, '10.244.0.0/24', '10.89.0.10') as { status?: unknown }).status } as never, 'status');
-    server.create({ apiVersion: 'networking.k8s.io/v1', ...allowFrom('x', 'p', 'a', 'b', 8080) } as never);
+    server.create(allowFrom('x', 'p', 'a', 'b', 8080) as never);
   });
 
   afterAll(async () => {
