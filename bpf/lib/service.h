@@ -666,6 +666,70 @@ static __always_inline int svc_egress_done(struct __sk_buff *skb, const struct s
 	return bpf_redirect_peer(skb->ifindex, 0);
 }
 
+/* Offsets in an ICMP error without IP options that quotes a packet without options. */
+#define SVC_ICMP_OFF        (ETH_HLEN_ + 20)
+#define SVC_ICMP_CSUM_OFF   (SVC_ICMP_OFF + 2)
+#define SVC_INNER_OFF       (SVC_ICMP_OFF + 8)
+#define SVC_INNER_CSUM_OFF  (SVC_INNER_OFF + 10)
+#define SVC_INNER_DST_OFF   (SVC_INNER_OFF + 16)
+#define SVC_INNER_DPORT_OFF (SVC_INNER_OFF + 20 + 2)
+
+/*
+ * to_pod: an ICMP error (unreachable, time exceeded) about a translated flow, e.g. the
+ * backend's "port unreachable" for a UDP datagram. It quotes the packet as the client's
+ * program sent it (to the backend); the client's socket only knows the ClusterIP, so the
+ * quote's destination and port become the ClusterIP's again, and the error's source too
+ * when the backend itself sent it. Checksums: the outer IP header's, the quoted IP
+ * header's, and the ICMP checksum over both changes. Errors with IP options (outer or
+ * quoted) are left alone.
+ */
+static __always_inline int svc_reverse_icmp(struct __sk_buff *skb, int rc)
+{
+	struct {
+		struct pal_iphdr ip;
+		__u8 icmp[8];
+		struct pal_iphdr inner;
+		__be16 sport;
+		__be16 dport;
+	} __attribute__((packed)) h;
+	struct svc_nat_key k = {};
+	struct svc_nat_value *v;
+	__u16 oldCheck, newCheck;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN_, &h, sizeof(h)) < 0 || h.ip.verIhl != 0x45 ||
+	    h.ip.protocol != PROTO_ICMP || (h.ip.fragOff & bpf_htons(IP_OFFSET)) ||
+	    (h.icmp[0] != ICMP_DEST_UNREACH && h.icmp[0] != ICMP_TIME_EXCEEDED) ||
+	    h.inner.verIhl != 0x45 ||
+	    (h.inner.protocol != PROTO_TCP && h.inner.protocol != PROTO_UDP))
+		return rc;
+	k.saddr = h.inner.daddr;
+	k.daddr = h.inner.saddr;
+	k.sport = h.dport;
+	k.dport = h.sport;
+	k.protocol = h.inner.protocol;
+	v = bpf_map_lookup_elem(&pal_svc_nat, &k);
+	if (!v || (v->flags & (SVC_NAT_REVERSE | SVC_NAT_HAIRPIN)) != SVC_NAT_REVERSE)
+		return rc;
+	oldCheck = h.inner.check;
+	if (bpf_l3_csum_replace(skb, SVC_INNER_CSUM_OFF, h.inner.daddr, v->addr, 4) < 0 ||
+	    bpf_skb_load_bytes(skb, SVC_INNER_CSUM_OFF, &newCheck, 2) < 0 ||
+	    bpf_skb_store_bytes(skb, SVC_INNER_DST_OFF, &v->addr, 4, 0) < 0 ||
+	    bpf_l4_csum_replace(skb, SVC_ICMP_CSUM_OFF, h.inner.daddr, v->addr, 4) < 0 ||
+	    bpf_l4_csum_replace(skb, SVC_ICMP_CSUM_OFF, oldCheck, newCheck, 2) < 0 ||
+	    bpf_skb_store_bytes(skb, SVC_INNER_DPORT_OFF, &v->port, 2, 0) < 0 ||
+	    bpf_l4_csum_replace(skb, SVC_ICMP_CSUM_OFF, h.dport, v->port, 2) < 0)
+		goto fail;
+	if (h.ip.saddr == h.inner.daddr &&
+	    (bpf_l3_csum_replace(skb, SVC_IP_CSUM_OFF, h.ip.saddr, v->addr, 4) < 0 ||
+	     bpf_skb_store_bytes(skb, SVC_IP_SRC_OFF, &v->addr, 4, 0) < 0))
+		goto fail;
+	svc_count(SVC_CNT_REVERSED);
+	return rc;
+fail:
+	svc_count(SVC_CNT_ERRORS);
+	return TC_ACT_SHOT;
+}
+
 /*
  * to_pod, after an ingress verdict that let the packet in: a reply of a translated flow
  * gets the ClusterIP and Service port back as its source. Returns the tc action.
@@ -678,8 +742,10 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, int rc)
 	__u8 closing;
 	__u64 now;
 
-	if (rc != TC_ACT_OK || !svc_parse(skb, &s))
+	if (rc != TC_ACT_OK)
 		return rc;
+	if (!svc_parse(skb, &s))
+		return svc_reverse_icmp(skb, rc);
 	k.saddr = s.saddr;
 	k.daddr = s.daddr;
 	k.sport = s.sport;

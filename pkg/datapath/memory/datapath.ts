@@ -236,6 +236,11 @@ export class MemoryDatapath implements Datapath {
       return { verdict: v, translation: x, packet: out };
     }
     const v = this.verdict(p);
+    if (v.verdict === 'allowed' && p.protocol === PROTO_ICMP && p.inner?.srcPort !== undefined && p.inner.dstPort !== undefined
+      && (p.icmpType === ICMP_DEST_UNREACH || p.icmpType === ICMP_TIME_EXCEEDED)) {
+      const r = this.services.reverseIcmp(p.srcIp, tuple({ ...p, ...p.inner }), now);
+      if (r) return { verdict: v, translation: { action: 'none' }, packet: { ...p, srcIp: r.srcIp, inner: { ...p.inner, dstIp: r.quoted.dstIp, dstPort: r.quoted.dstPort } } };
+    }
     if (v.verdict !== 'allowed' || !hasL4) return { verdict: v, translation: { action: 'none' }, packet: p };
     const r = this.services.reverse(tuple(p), now);
     return { verdict: v, translation: { action: 'none' }, packet: { ...p, srcIp: r.srcIp, srcPort: r.srcPort } };

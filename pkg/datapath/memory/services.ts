@@ -175,6 +175,21 @@ export class MemoryServices {
     if (x.hairpin) this.counters.hairpin++;
   }
 
+  /**
+   * svc_reverse_icmp: an ICMP error entering a pod that quotes a translated flow's packet
+   * (`quoted`, as the client's program sent it). Returns the quote with the ClusterIP
+   * and Service port back, and the error's new source (the ClusterIP when the backend
+   * itself sent it), or undefined when it is about no translated flow.
+   */
+  reverseIcmp(errorSrc: string, quoted: SvcTuple, now: number): { srcIp: string; quoted: SvcTuple } | undefined {
+    void now;
+    if (quoted.protocol !== PROTO_TCP && quoted.protocol !== PROTO_UDP) return undefined;
+    const v = this.nat.get(natKey({ srcIp: quoted.dstIp, srcPort: quoted.dstPort, dstIp: quoted.srcIp, dstPort: quoted.srcPort, protocol: quoted.protocol }));
+    if (!v || !v.reverse || v.hairpin) return undefined;
+    this.counters.reversed++;
+    return { srcIp: errorSrc === quoted.dstIp ? v.ip : errorSrc, quoted: { ...quoted, dstIp: v.ip, dstPort: v.port } };
+  }
+
   /** svc_reverse: a packet entering a pod, after an ingress verdict that allowed it. */
   reverse(t: SvcTuple, now: number): SvcTuple {
     const v = this.nat.get(natKey(t));

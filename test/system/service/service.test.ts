@@ -25,6 +25,7 @@ const VIP_SELF = '10.96.0.12';
 const VIP_AFF = '10.96.0.13';
 const VIP_ONE = '10.96.0.14';
 const VIP_ONE_UDP = '10.96.0.15';
+const VIP_CLOSED = '10.96.0.16';
 
 interface Pod { name: string; ns: string; ip: string; hostIf: string; ifindex: number; id: number; identity: number }
 interface ProbeResult { ok: boolean; banner?: string; remote?: string; error?: string }
@@ -68,6 +69,8 @@ describePrivileged('ClusterIP Services on real sockets', () => {
     svc('x/sticky', VIP_AFF, 80, PROTO_TCP, [[b, 8080], [c, 8081]], 60),
     svc('x/one', VIP_ONE, 80, PROTO_TCP, [[b, 8080]]),
     svc('x/one-udp', VIP_ONE_UDP, 53, PROTO_UDP, [[b, 8080]]),
+    svc('x/closed', VIP_CLOSED, 80, PROTO_TCP, [[b, 9999]]),
+    svc('x/closed-udp', VIP_CLOSED, 53, PROTO_UDP, [[b, 9999]]),
   ];
 
   function probe(from: Pod, proto: 'tcp' | 'udp', host: string, port: number, localPort?: number): ProbeResult {
@@ -196,6 +199,11 @@ describePrivileged('ClusterIP Services on real sockets', () => {
     expect(probe(a, 'udp', VIP_NONE, 53)).toEqual({ ok: false, error: 'ECONNREFUSED' });
     const after = await dp.serviceCounters();
     expect(after.noBackend - before.noBackend).toBeGreaterThanOrEqual(2);
+  });
+
+  test('a backend that does not listen: its RST (TCP) and its ICMP port unreachable (UDP) reach the client as from the ClusterIP', () => {
+    expect(probe(a, 'tcp', VIP_CLOSED, 80)).toEqual({ ok: false, error: 'ECONNREFUSED' });
+    expect(probe(a, 'udp', VIP_CLOSED, 53)).toEqual({ ok: false, error: 'ECONNREFUSED' });
   });
 
   test('hairpin: a pod reaches itself through its own Service', async () => {

@@ -86,6 +86,16 @@ describe('memory datapath: ClusterIP translation', () => {
     expect(dp.services.nat.size).toBe(0);
   });
 
+  test("the backend's ICMP port unreachable about a translated flow quotes the ClusterIP again", async () => {
+    const dp = await setup([svc([[B.ipv4, 53]], { port: 53, protocol: 17 })]);
+    dp.send(out(5000, { protocol: 17, dstPort: 53, tcpFlags: undefined }));
+    const err = dp.send({ ifindex: A.ifindex, direction: 'ingress', srcIp: B.ipv4, dstIp: A.ipv4, protocol: 1, icmpType: 3, now: 1001,
+      inner: { srcIp: A.ipv4, dstIp: B.ipv4, srcPort: 5000, dstPort: 53, protocol: 17 } });
+    expect(err.verdict?.verdict).toBe('allowed');
+    expect(err.packet.srcIp).toBe(VIP);
+    expect(err.packet.inner).toMatchObject({ srcIp: A.ipv4, dstIp: VIP, dstPort: 53 });
+  });
+
   test('no ready backend: rejected before any verdict, counted', async () => {
     const dp = await setup([svc([])]);
     const r = dp.send(out(40000));
