@@ -281,6 +281,8 @@ class CompilerState {
   podsVersion = 0;
   labelsSynced = false;
   ipcache: IpcacheEntry[] = [];
+  /** The entries of `ipcache` by address, reused when unchanged (the diff skips them). */
+  ipcacheByIp = new Map<number, IpcacheEntry>();
   ipcacheStale = true;
   podsByIp: { ip: number; info: PodInfo }[] | undefined;
   readonly selections = new Map<string, Selection>();
@@ -872,16 +874,21 @@ class CompilerState {
     for (const ip of nodes.keys()) if (!byIp.has(ip)) ips.push(ip);
     ips.sort(compareNum);
     const out: IpcacheEntry[] = new Array(ips.length);
+    const prev = this.ipcacheByIp;
+    const next = new Map<number, IpcacheEntry>();
     for (let i = 0; i < ips.length; i++) {
       const ip = ips[i]!;
       const nodeId = nodes.get(ip);
-      if (nodeId !== undefined) {
-        out[i] = { cidr: `${formatIpv4(ip)}/32`, identity: nodeId };
-      } else {
-        const info = byIp.get(ip)!;
-        out[i] = { cidr: info.cidrs[info.ips.indexOf(ip)]!, identity: info.group.id };
+      const identity = nodeId ?? byIp.get(ip)!.group.id;
+      let e = prev.get(ip);
+      if (!e || e.identity !== identity) {
+        const info = nodeId === undefined ? byIp.get(ip)! : undefined;
+        e = { cidr: info ? info.cidrs[info.ips.indexOf(ip)]! : `${formatIpv4(ip)}/32`, identity };
       }
+      out[i] = e;
+      next.set(ip, e);
     }
+    this.ipcacheByIp = next;
     return out;
   }
 }

@@ -249,6 +249,29 @@ describe('incremental compile equals a full compile', () => {
     expect(b.state.cidrs).toBe(a.state.cidrs);
   });
 
+  test('a pod relabel rewrites only that pod\'s ipcache entry (the others stay the same objects)', () => {
+    const w = new World();
+    for (const ns of NAMESPACES) w.setNs(ns, 'a');
+    for (let i = 0; i < 60; i++) {
+      const ns = NAMESPACES[i % 3]!;
+      const ip = `10.2.0.${i + 1}`;
+      w.pods.set(`${ns}/q${i}`, {
+        metadata: { name: `q${i}`, namespace: ns, labels: { app: `a${i % 5}` } },
+        spec: { nodeName: 'node-1', containers: [] }, status: { phase: 'Running', podIP: ip },
+      });
+    }
+    const c = new PolicyCompiler();
+    const a = c.compile(w.snapshot(false));
+    const key = 'n2/q7';
+    const p = w.pods.get(key)!;
+    w.pods.set(key, { ...p, metadata: { ...p.metadata, labels: { brand: 'new' } } });
+    const b = c.compile(w.snapshot(false));
+    const ip = `${p.status!.podIP}/32`;
+    const changed = b.state.ipcache.filter((e) => !a.state.ipcache.includes(e));
+    expect(changed.map((e) => e.cidr)).toEqual([ip]);
+    expect(b.state.ipcache).toHaveLength(a.state.ipcache.length);
+  });
+
   test('a policy change leaves the ipcache array untouched and changes only its namespace', () => {
     const w = new World();
     for (const ns of NAMESPACES) w.setNs(ns, 'a');
