@@ -29,6 +29,7 @@
 #define PAL_SVC_BACKENDS_MAX  65536
 #define PAL_SVC_NAT_MAX       262144 /* two entries per flow: forward and reverse */
 #define PAL_SVC_AFFINITY_MAX  65536
+#define PAL_SVC_FRAGS_MAX     8192
 #define SVC_BACKENDS_PER_FRONTEND_MAX 4096
 
 /* svc_value.flags */
@@ -112,6 +113,25 @@ struct svc_affinity_value {
 	__u32 pad;
 };
 
+/*
+ * Fragments: the first fragment of a translated datagram (forward or reply) records its
+ * translation by IP id, so later fragments, which carry no ports, get the same address.
+ */
+struct svc_frag_key {
+	__be32 saddr;  /* as the fragments carry it */
+	__be32 daddr;
+	__be16 id;
+	__u8 protocol;
+	__u8 reverse;  /* 0: daddr becomes addr; 1: saddr becomes addr */
+};
+
+struct svc_frag_value {
+	__be32 addr;
+	__u32 pad;
+};
+
+_Static_assert(sizeof(struct svc_frag_key) == 12, "svc_frag_key size");
+_Static_assert(sizeof(struct svc_frag_value) == 8, "svc_frag_value size");
 _Static_assert(sizeof(struct svc_key) == 12, "svc_key size");
 _Static_assert(__builtin_offsetof(struct svc_key, slot) == 8, "svc_key.slot");
 _Static_assert(sizeof(struct svc_value) == 16, "svc_value size");
@@ -161,6 +181,14 @@ struct {
 } pal_svc_affinity SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct svc_frag_key);
+	__type(value, struct svc_frag_value);
+	__uint(max_entries, PAL_SVC_FRAGS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pal_svc_frags SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -194,7 +222,15 @@ struct svc_pkt {
 	__u8 protocol;
 	__u8 tcpFlags;
 	__u16 l4off;
+	__be16 ipId;
+	__u8 firstFrag; /* offset 0, more fragments follow */
+	__u8 pad;
 };
+
+/* svc_parse() results. */
+#define SVC_PARSE_NONE  0 /* nothing to translate (not IPv4 TCP/UDP/SCTP) */
+#define SVC_PARSE_OK    1 /* `s` filled, ports included */
+#define SVC_PARSE_LATER 2 /* a later fragment: addresses, protocol and IP id only */
 
 /* What svc_translate() did, for svc_egress_done(). */
 struct svc_state {
@@ -205,6 +241,8 @@ struct svc_state {
 	__u8 record;             /* SVC_RECORD_*: write the NAT entries after the verdict */
 	__u8 flags;              /* SVC_NAT_HAIRPIN */
 	__u8 closing;            /* SVC_NAT_CLOSING when the packet closes the flow */
+	__u8 firstFrag;          /* record the translation for later fragments */
+	__be16 ipId;
 };
 
 #define SVC_RECORD_NONE    0 /* a known flow (its entries are refreshed in place) */
@@ -218,7 +256,7 @@ static __always_inline void svc_count(__u32 slot)
 		*c += 1;
 }
 
-/* Returns 1 with `s` filled for a first fragment or whole IPv4 TCP/UDP/SCTP packet. */
+/* Parses the headers translation needs; returns SVC_PARSE_*. */
 static __always_inline int svc_parse(struct __sk_buff *skb, struct svc_pkt *s)
 {
 	struct {
@@ -230,26 +268,28 @@ static __always_inline int svc_parse(struct __sk_buff *skb, struct svc_pkt *s)
 
 	if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)) < 0 ||
 	    h.eth.proto != bpf_htons(ETH_P_IP_) || (h.ip.verIhl >> 4) != 4)
-		return 0;
-	/* Later fragments carry no ports: they are not translated (docs/services.md). */
-	if (h.ip.fragOff & bpf_htons(IP_OFFSET))
-		return 0;
+		return SVC_PARSE_NONE;
 	if (h.ip.protocol != PROTO_TCP && h.ip.protocol != PROTO_UDP &&
 	    h.ip.protocol != PROTO_SCTP)
-		return 0;
-	ihl = (h.ip.verIhl & 0x0f) * 4;
-	if (ihl < sizeof(h.ip) || ihl > 60)
-		return 0;
-	s->l4off = ETH_HLEN_ + ihl;
-	if (bpf_skb_load_bytes(skb, s->l4off, b, h.ip.protocol == PROTO_TCP ? 14 : 4) < 0)
-		return 0;
+		return SVC_PARSE_NONE;
 	s->saddr = h.ip.saddr;
 	s->daddr = h.ip.daddr;
 	s->protocol = h.ip.protocol;
+	s->ipId = h.ip.id;
+	/* Later fragments carry no ports: found by IP id (svc_frag_*). */
+	if (h.ip.fragOff & bpf_htons(IP_OFFSET))
+		return SVC_PARSE_LATER;
+	s->firstFrag = (h.ip.fragOff & bpf_htons(IP_MF)) != 0;
+	ihl = (h.ip.verIhl & 0x0f) * 4;
+	if (ihl < sizeof(h.ip) || ihl > 60)
+		return SVC_PARSE_NONE;
+	s->l4off = ETH_HLEN_ + ihl;
+	if (bpf_skb_load_bytes(skb, s->l4off, b, h.ip.protocol == PROTO_TCP ? 14 : 4) < 0)
+		return SVC_PARSE_NONE;
 	__builtin_memcpy(&s->sport, &b[0], 2);
 	__builtin_memcpy(&s->dport, &b[2], 2);
 	s->tcpFlags = h.ip.protocol == PROTO_TCP ? b[13] : 0;
-	return 1;
+	return SVC_PARSE_OK;
 }
 
 /*
@@ -441,6 +481,52 @@ static __always_inline struct svc_backend *svc_pick(const struct svc_key *fk,
 	return b;
 }
 
+static __always_inline void svc_frag_key_fill(struct svc_frag_key *k, __be32 saddr, __be32 daddr,
+					      __be16 id, __u8 protocol, __u8 reverse)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->saddr = saddr;
+	k->daddr = daddr;
+	k->id = id;
+	k->protocol = protocol;
+	k->reverse = reverse;
+}
+
+/* A first fragment was translated: later ones of its datagram get `addr` too. */
+static __always_inline void svc_frag_record(__be32 saddr, __be32 daddr, __be16 id, __u8 protocol,
+					    __u8 reverse, __be32 addr)
+{
+	struct svc_frag_key k;
+	struct svc_frag_value v = { .addr = addr };
+
+	svc_frag_key_fill(&k, saddr, daddr, id, protocol, reverse);
+	bpf_map_update_elem(&pal_svc_frags, &k, &v, BPF_ANY);
+}
+
+/*
+ * A later fragment: the destination (forward) or source (reverse) its first fragment got.
+ * Only the IP header changes (no L4 header here). Returns the tc action, or SVC_CONTINUE.
+ */
+static __always_inline int svc_frag_translate(struct __sk_buff *skb, const struct svc_pkt *s,
+					      __u8 reverse, int rc)
+{
+	struct svc_frag_key k;
+	struct svc_frag_value *v;
+	__be32 from = reverse ? s->saddr : s->daddr;
+
+	svc_frag_key_fill(&k, s->saddr, s->daddr, s->ipId, s->protocol, reverse);
+	v = bpf_map_lookup_elem(&pal_svc_frags, &k);
+	if (!v)
+		return rc;
+	if (bpf_l3_csum_replace(skb, SVC_IP_CSUM_OFF, from, v->addr, 4) < 0 ||
+	    bpf_skb_store_bytes(skb, reverse ? SVC_IP_SRC_OFF : SVC_IP_DST_OFF, &v->addr, 4, 0) < 0) {
+		svc_count(SVC_CNT_ERRORS);
+		return TC_ACT_SHOT;
+	}
+	svc_count(reverse ? SVC_CNT_REVERSED : SVC_CNT_TRANSLATED);
+	return rc;
+}
+
 /* The reverse entry's key: the reply the backend will send. */
 static __always_inline void svc_reverse_key(struct svc_nat_key *rk, const struct svc_state *st)
 {
@@ -577,8 +663,12 @@ static __always_inline int svc_translate(struct __sk_buff *skb, struct svc_state
 	__u8 closing;
 
 	st->active = 0;
-	if (!svc_parse(skb, &s))
+	switch (svc_parse(skb, &s)) {
+	case SVC_PARSE_NONE:
 		return SVC_CONTINUE;
+	case SVC_PARSE_LATER:
+		return svc_frag_translate(skb, &s, 0, SVC_CONTINUE);
+	}
 	if (s.daddr == bpf_htonl(SVC_HAIRPIN_IPV4_HOST))
 		return svc_hairpin_reply(skb, &s);
 
@@ -635,6 +725,8 @@ static __always_inline int svc_translate(struct __sk_buff *skb, struct svc_state
 	}
 	st->active = 1;
 	st->closing = closing;
+	st->firstFrag = s.firstFrag && !(st->flags & SVC_NAT_HAIRPIN);
+	st->ipId = s.ipId;
 	return SVC_CONTINUE;
 }
 
@@ -652,6 +744,9 @@ static __always_inline int svc_egress_done(struct __sk_buff *skb, const struct s
 		svc_record(st, bpf_ktime_get_coarse_ns(), st->closing);
 		svc_count(SVC_CNT_NEW_FLOWS);
 	}
+	if (st->firstFrag)
+		svc_frag_record(st->orig.saddr, st->orig.daddr, st->ipId, st->orig.protocol, 0,
+				st->backendAddr);
 	svc_count(SVC_CNT_TRANSLATED);
 	if (!(st->flags & SVC_NAT_HAIRPIN) || rc != TC_ACT_OK)
 		return rc;
@@ -744,8 +839,12 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, int rc)
 
 	if (rc != TC_ACT_OK)
 		return rc;
-	if (!svc_parse(skb, &s))
+	switch (svc_parse(skb, &s)) {
+	case SVC_PARSE_NONE:
 		return svc_reverse_icmp(skb, rc);
+	case SVC_PARSE_LATER:
+		return svc_frag_translate(skb, &s, 1, rc);
+	}
 	k.saddr = s.saddr;
 	k.daddr = s.daddr;
 	k.sport = s.sport;
@@ -764,6 +863,8 @@ static __always_inline int svc_reverse(struct __sk_buff *skb, int rc)
 		svc_count(SVC_CNT_ERRORS);
 		return TC_ACT_SHOT;
 	}
+	if (s.firstFrag)
+		svc_frag_record(s.saddr, s.daddr, s.ipId, s.protocol, 1, v->addr);
 	closing = svc_closing_of(&s);
 	if (closing && !(v->flags & SVC_NAT_CLOSING)) {
 		/* The reply closes the flow: shorten both entries. */

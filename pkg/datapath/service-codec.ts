@@ -33,6 +33,7 @@ export const serviceMapNames = {
   backends: 'pal_svc_backends',
   nat: 'pal_svc_nat',
   affinity: 'pal_svc_affinity',
+  frags: 'pal_svc_frags',
   counters: 'pal_svc_counters',
 } as const;
 
@@ -56,6 +57,11 @@ export const serviceLayouts = {
   },
   svc_affinity_key: { size: 8, fields: { serviceId: [0, 4], client: [4, 4] } },
   svc_affinity_value: { size: 16, fields: { lastUsed: [0, 8], backendId: [8, 4], pad: [12, 4] } },
+  svc_frag_key: {
+    size: 12,
+    fields: { saddr: [0, 4], daddr: [4, 4], id: [8, 2], protocol: [10, 1], reverse: [11, 1] },
+  },
+  svc_frag_value: { size: 8, fields: { addr: [0, 4], pad: [4, 4] } },
 } as const satisfies Record<string, StructLayout>;
 
 /** Constants of service.h the codec relies on (checked by the drift test). */

@@ -21,6 +21,7 @@ const shapes: Record<ServiceMapName, [MapType, number, number]> = {
   backends: [MapType.HASH, 4, serviceLayouts.svc_backend.size],
   nat: [MapType.LRU_HASH, serviceLayouts.svc_nat_key.size, serviceLayouts.svc_nat_value.size],
   affinity: [MapType.LRU_HASH, serviceLayouts.svc_affinity_key.size, serviceLayouts.svc_affinity_value.size],
+  frags: [MapType.LRU_HASH, serviceLayouts.svc_frag_key.size, serviceLayouts.svc_frag_value.size],
   counters: [MapType.PERCPU_ARRAY, 4, 8],
 };
 

@@ -225,7 +225,22 @@ export class MemoryDatapath implements Datapath {
       && p.srcPort !== undefined && p.dstPort !== undefined;
     const tuple = (q: Packet): SvcTuple => ({
       srcIp: q.srcIp, dstIp: q.dstIp, srcPort: q.srcPort!, dstPort: q.dstPort!, protocol: q.protocol, tcpFlags: q.tcpFlags,
+      firstFragment: q.fragment === 'first', ipId: q.ipId ?? 0,
     });
+    const laterFragment = (l3Ok: boolean) => l3Ok && p.fragment === 'later'
+      && (p.protocol === PROTO_TCP || p.protocol === PROTO_UDP || p.protocol === PROTO_SCTP);
+    const ipv4Ok = (p.l3 ?? 'ipv4') === 'ipv4' && !p.malformed;
+    if (laterFragment(ipv4Ok)) {
+      const reverse = p.direction === 'ingress';
+      if (!reverse) {
+        const addr = this.services.fragment(p.srcIp, p.dstIp, p.ipId ?? 0, p.protocol, false);
+        const out = addr ? { ...p, dstIp: addr } : p;
+        return { verdict: this.verdict(out), translation: { action: 'none' }, packet: out };
+      }
+      const v = this.verdict(p);
+      const addr = v.verdict === 'allowed' ? this.services.fragment(p.srcIp, p.dstIp, p.ipId ?? 0, p.protocol, true) : undefined;
+      return { verdict: v, translation: { action: 'none' }, packet: addr ? { ...p, srcIp: addr } : p };
+    }
     if (p.direction === 'egress') {
       const x: Translation = hasL4 ? this.services.translate(tuple(p), now) : { action: 'none' };
       if (x.action === 'reject') return { translation: x, packet: p };

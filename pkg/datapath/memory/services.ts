@@ -31,6 +31,9 @@ export interface SvcTuple {
   dstPort: number;
   protocol: number;
   tcpFlags?: number;
+  /** A first fragment (offset 0, more follow): its translation is kept for the later ones. */
+  firstFragment?: boolean;
+  ipId?: number;
 }
 
 interface NatValue { ip: string; port: number; lastSeen: number; reverse: boolean; hairpin: boolean; closing: boolean }
@@ -61,6 +64,8 @@ export class MemoryServices {
   readonly nat = new Map<string, NatValue>();
   /** (frontend, client) -> backend, lastUsed. */
   readonly affinity = new Map<string, { backend: BackendEntry; lastUsed: number }>();
+  /** svc_frag_*: (saddr, daddr, IP id, protocol, reverse) -> the address later fragments get. */
+  readonly frags = new Map<string, string>();
   readonly counters: ServiceCounters = { translated: 0, newFlows: 0, reversed: 0, noBackend: 0, hairpin: 0, errors: 0 };
 
   /** As LinuxDatapath.applyServices: validated by the same plan, then adopted. */
@@ -162,6 +167,19 @@ export class MemoryServices {
     this.nat.delete(rkey);
   }
 
+  /**
+   * svc_frag_translate: a later fragment (no ports). Returns the address its first
+   * fragment's translation gave (destination forward, source reverse), or undefined.
+   */
+  fragment(srcIp: string, dstIp: string, ipId: number, protocol: number, reverse: boolean): string | undefined {
+    const addr = this.frags.get(`${srcIp}>${dstIp}#${ipId}/${protocol}/${reverse ? 1 : 0}`);
+    if (addr !== undefined) {
+      if (reverse) this.counters.reversed++;
+      else this.counters.translated++;
+    }
+    return addr;
+  }
+
   /** svc_egress_done: after the egress verdict on the translated packet. */
   egressDone(x: Translation, allowed: boolean, now: number): void {
     if (x.action !== 'translated' || !allowed) return;
@@ -170,6 +188,9 @@ export class MemoryServices {
         { ip: x.orig.dstIp, port: x.orig.dstPort, lastSeen: now, reverse: true, hairpin: x.hairpin, closing: x.closing });
       this.nat.set(natKey(x.orig), { ip: x.backend.ip, port: x.backend.port, lastSeen: now, reverse: false, hairpin: x.hairpin, closing: x.closing });
       this.counters.newFlows++;
+    }
+    if (x.orig.firstFragment && !x.hairpin) {
+      this.frags.set(`${x.orig.srcIp}>${x.orig.dstIp}#${x.orig.ipId ?? 0}/${x.orig.protocol}/0`, x.backend.ip);
     }
     this.counters.translated++;
     if (x.hairpin) this.counters.hairpin++;
@@ -200,6 +221,7 @@ export class MemoryServices {
       if (f) f.closing = true;
     }
     this.counters.reversed++;
+    if (t.firstFragment) this.frags.set(`${t.srcIp}>${t.dstIp}#${t.ipId ?? 0}/${t.protocol}/1`, v.ip);
     return { ...t, srcIp: v.ip, srcPort: v.port };
   }
 }

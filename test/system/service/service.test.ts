@@ -28,7 +28,7 @@ const VIP_ONE_UDP = '10.96.0.15';
 const VIP_CLOSED = '10.96.0.16';
 
 interface Pod { name: string; ns: string; ip: string; hostIf: string; ifindex: number; id: number; identity: number }
-interface ProbeResult { ok: boolean; banner?: string; remote?: string; error?: string }
+interface ProbeResult { ok: boolean; banner?: string; remote?: string; error?: string; bytes?: number }
 
 describePrivileged('ClusterIP Services on real sockets', () => {
   const prefix = uniquePrefix('svc');
@@ -73,9 +73,9 @@ describePrivileged('ClusterIP Services on real sockets', () => {
     svc('x/closed-udp', VIP_CLOSED, 53, PROTO_UDP, [[b, 9999]]),
   ];
 
-  function probe(from: Pod, proto: 'tcp' | 'udp', host: string, port: number, localPort?: number): ProbeResult {
+  function probe(from: Pod, proto: 'tcp' | 'udp', host: string, port: number, localPort?: number, size?: number): ProbeResult {
     const r = spawnSync('ip', ['netns', 'exec', from.ns, process.execPath, sockTool, 'probe', proto, host, String(port),
-      ...(localPort ? [String(localPort)] : [])],
+      String(localPort ?? 0), String(size ?? 4)],
       { encoding: 'utf8', timeout: 10_000 });
     return JSON.parse(r.stdout.trim() || '{"ok":false,"error":"no output"}') as ProbeResult;
   }
@@ -204,6 +204,19 @@ describePrivileged('ClusterIP Services on real sockets', () => {
   test('a backend that does not listen: its RST (TCP) and its ICMP port unreachable (UDP) reach the client as from the ClusterIP', () => {
     expect(probe(a, 'tcp', VIP_CLOSED, 80)).toEqual({ ok: false, error: 'ECONNREFUSED' });
     expect(probe(a, 'udp', VIP_CLOSED, 53)).toEqual({ ok: false, error: 'ECONNREFUSED' });
+  });
+
+  test('fragmented UDP both ways: every fragment of a datagram follows its first one', async () => {
+    // 4000 bytes over a 1500-byte MTU: three fragments to the ClusterIP, three back.
+    const before = await dp.serviceCounters();
+    const r = probe(a, 'udp', VIP_ONE_UDP, 53, undefined, 4000);
+    const after = await dp.serviceCounters();
+    expect(after.translated - before.translated).toBeGreaterThanOrEqual(3);
+    expect(after.reversed - before.reversed).toBeGreaterThanOrEqual(3);
+    expect(r.ok, r.error).toBe(true);
+    expect(r.remote).toBe(`${VIP_ONE_UDP}:53`);
+    expect(r.banner).toBe(`b 8080 ${a.ip}`);
+    expect(r.bytes).toBe(4000);
   });
 
   test('hairpin: a pod reaches itself through its own Service', async () => {

@@ -4,8 +4,9 @@
  *
  *   server NAME PORT[,PORT...]   TCP and UDP on every port; prints "ready". TCP: sends
  *                                "NAME LOCALPORT PEERIP" on accept, then echoes lines.
- *                                UDP: answers every datagram with "NAME LOCALPORT PEERIP".
- *   probe tcp|udp HOST PORT [LOCALPORT]
+ *                                UDP: answers every datagram with "NAME LOCALPORT PEERIP",
+ *                                padded with '.' to the datagram's size when it is larger.
+ *   probe tcp|udp HOST PORT [LOCALPORT [SIZE]]   (LOCALPORT 0 = any; SIZE: UDP payload bytes)
  *                                one exchange within 1 s; prints JSON
  *                                {ok, banner, remote} or {ok: false, error}
  *   session HOST PORT            a TCP connection kept open: prints {banner, remote} as
@@ -27,7 +28,10 @@ function server(name: string, ports: number[]): void {
       s.pipe(s);
     }).listen(port, '0.0.0.0', ready);
     const u = createSocket('udp4');
-    u.on('message', (_m, r) => u.send(`${name} ${port} ${r.address}\n`, r.port, r.address));
+    u.on('message', (m, r) => {
+      const text = `${name} ${port} ${r.address}\n`;
+      u.send(m.length > text.length ? text.padEnd(m.length, '.') : text, r.port, r.address);
+    });
     u.bind(port, '0.0.0.0', ready);
   }
 }
@@ -37,14 +41,14 @@ function out(v: object): never {
   process.exit(0);
 }
 
-function probe(proto: string, host: string, port: number, localPort?: number): void {
+function probe(proto: string, host: string, port: number, localPort?: number, size = 4): void {
   setTimeout(() => out({ ok: false, error: 'timeout' }), 1000);
   if (proto === 'udp') {
     // Connected: an ICMP error about it surfaces as ECONNREFUSED.
     const u = createSocket('udp4');
     u.on('error', (e: NodeJS.ErrnoException) => out({ ok: false, error: e.code }));
-    u.on('message', (m, r) => out({ ok: true, banner: m.toString().trim(), remote: `${r.address}:${r.port}` }));
-    const go = () => u.connect(port, host, () => u.send('ping'));
+    u.on('message', (m, r) => out({ ok: true, banner: m.toString().split('\n')[0], bytes: m.length, remote: `${r.address}:${r.port}` }));
+    const go = () => u.connect(port, host, () => u.send(Buffer.alloc(size, 'p')));
     if (localPort) u.bind(localPort, go);
     else go();
     return;
@@ -84,7 +88,7 @@ function session(host: string, port: number): void {
 }
 
 if (mode === 'server') server(args[0]!, args[1]!.split(',').map(Number));
-else if (mode === 'probe') probe(args[0]!, args[1]!, Number(args[2]), args[3] ? Number(args[3]) : undefined);
+else if (mode === 'probe') probe(args[0]!, args[1]!, Number(args[2]), Number(args[3] ?? 0) || undefined, Number(args[4] ?? 4));
 else if (mode === 'session') session(args[0]!, Number(args[1]));
 else {
   console.error('usage: svcsock.ts server NAME PORTS | probe tcp|udp HOST PORT | session HOST PORT');

@@ -96,6 +96,20 @@ describe('memory datapath: ClusterIP translation', () => {
     expect(err.packet.inner).toMatchObject({ srcIp: A.ipv4, dstIp: VIP, dstPort: 53 });
   });
 
+  test('fragments: later fragments follow the translation of their first one, both ways', async () => {
+    const dp = await setup([svc([[B.ipv4, 53]], { port: 53, protocol: 17 })]);
+    const first = dp.send(out(5000, { protocol: 17, dstPort: 53, tcpFlags: undefined, fragment: 'first', ipId: 77 }));
+    expect(first.packet.dstIp).toBe(B.ipv4);
+    const later = dp.send({ ifindex: A.ifindex, direction: 'egress', srcIp: A.ipv4, dstIp: VIP, protocol: 17, fragment: 'later', ipId: 77, now: 1000 });
+    expect(later.packet.dstIp).toBe(B.ipv4);
+    expect(later.verdict?.verdict).toBe('allowed');
+    const other = dp.send({ ifindex: A.ifindex, direction: 'egress', srcIp: A.ipv4, dstIp: VIP, protocol: 17, fragment: 'later', ipId: 78, now: 1000 });
+    expect(other.packet.dstIp).toBe(VIP);
+    const reply = { ifindex: A.ifindex, direction: 'ingress' as const, srcIp: B.ipv4, dstIp: A.ipv4, protocol: 17, ipId: 9, now: 1001 };
+    expect(dp.send({ ...reply, srcPort: 53, dstPort: 5000, fragment: 'first' }).packet.srcIp).toBe(VIP);
+    expect(dp.send({ ...reply, fragment: 'later' }).packet.srcIp).toBe(VIP);
+  });
+
   test('no ready backend: rejected before any verdict, counted', async () => {
     const dp = await setup([svc([])]);
     const r = dp.send(out(40000));
