@@ -396,7 +396,12 @@ export class LinuxDatapath implements Datapath {
         const args = ['attach', String(ifindex)];
         for (const p of programs) args.push(p.hook, this.path('progs', p.name), this.path('links', `${ifindex}-${p.hook}`));
         const r = await this.helperCall(args);
-        if (r.code === 0) return;
+        if (r.code === 0) {
+          // An interface attached with clsact before (the agent ran with --attach clsact):
+          // the filters go once the links are in place, so enforcement never lapses.
+          await this.helperCall(['tc-detach', String(ifindex), ...programs.map((p) => p.hook)]);
+          return;
+        }
         if (r.code !== 3) {
           throw new DatapathError(ERR_DATAPATH_ATTACH,
             `attaching to ifindex ${ifindex}: ${r.stderr.trim() || `exit ${r.code}`}`);
@@ -411,6 +416,14 @@ export class LinuxDatapath implements Datapath {
       if (r.code !== 0) {
         throw new DatapathError(ERR_DATAPATH_ATTACH,
           `attaching to ifindex ${ifindex} with clsact: ${r.stderr.trim() || `exit ${r.code}`}`);
+      }
+      // tcx links from an earlier run in tcx mode would run the programs a second time:
+      // release them now that the filters are in place.
+      for (const p of programs) {
+        const link = this.path('links', `${ifindex}-${p.hook}`);
+        if (!existsSync(link)) continue;
+        const d = await this.helperCall(['detach', link]);
+        if (d.code !== 0) this.log('warn', 'releasing a tcx link after switching to clsact failed', { link, error: d.stderr });
       }
     });
   }

@@ -305,4 +305,24 @@ describePrivileged('CNI with --attach tcx', () => {
     expect(await node.hostLinks()).not.toContain(ea.hostIfName);
     expect(await node.endpointMapKeys()).not.toContain(ea.ifindex);
   });
+
+  it.skipIf(testDatapath() !== 'linux')('restarting with --attach clsact moves a running pod to clsact filters and releases its links', async () => {
+    const pc = await node.addPod('tc');
+    const pd = await node.addPod('td');
+    const c = await node.cni('ADD', { containerId: 'tcxc', netns: pc });
+    expect(c.code, c.stdout).toBe(0);
+    const d = await node.cni('ADD', { containerId: 'tcxd', netns: pd });
+    expect(d.code, d.stdout).toBe(0);
+    const eps = (await node.get('/v1/endpoints')).body as { containerId: string; ifindex: number; hostIfName: string }[];
+    const ec = eps.find((e) => e.containerId === 'tcxc')!;
+    expect(node.pinnedLinks(ec.ifindex)).toHaveLength(2);
+    await node.stopAgent();
+    await node.startAgent(['--attach', 'clsact']);
+    expect(await node.clsactPrograms(ec.hostIfName, 'ingress')).toEqual(['from_pod']);
+    expect(await node.clsactPrograms(ec.hostIfName, 'egress')).toEqual(['to_pod']);
+    expect(node.pinnedLinks(ec.ifindex)).toEqual([]);
+    const ipD = (d.json!.ips as { address: string }[])[0]!.address.split('/')[0]!;
+    const ping = await node.inPod(pc, 'ping', ['-c', '1', '-W', '2', ipD]);
+    expect(ping.code, ping.stdout + ping.stderr).toBe(0);
+  });
 });
