@@ -1,8 +1,9 @@
 /**
  * The policy compiler: a cluster snapshot in, the desired datapath state of this node out.
- * Pure: it reads only its argument and its own identity allocators, does no I/O and reads
- * no clock; given the same snapshot and allocator state it returns the same result, with
- * every list sorted by map key.
+ * Pure: it reads only its argument, its own identity allocators and what it derived from
+ * earlier snapshots (CompilerState, kept to recompute only what a change affects), does
+ * no I/O and reads no clock; given the same snapshot and allocator state it returns the
+ * same result as a fresh compiler would, with every list sorted by map key.
  *
  * What it produces (docs/datapath.md describes how the datapath uses it; docs/policy.md
  * the choices made here):
