@@ -146,7 +146,9 @@ async function play(o: PlayOptions): Promise<number> {
   const s = summarize(scenario, result);
   const summary = `${scenarioName}: ${s.steps}/${scenario.steps.length} steps played, ${s.cellsCorrect}/${s.cellsChecked} cells as expected, worst convergence ${s.worstConvergedMs} ms, ${((Date.now() - t0) / 1000).toFixed(1)} s in all`;
   if (o.json) {
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    // Wait for the write to reach the pipe: the launcher calls process.exit() next, which
+    // cut results larger than the pipe buffer (64 KiB) when stdout was not drained.
+    await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(result, null, 2)}\n`, () => resolve()));
     logErr(summary);
   } else {
     out(summary);
