@@ -6,7 +6,7 @@
 // runtime sees it. For palisade also the shim's own share (process start until its
 // request left, from PALISADE_CNI_TIMING) and the agent round trip.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,6 +159,8 @@ function collectAgentLog(child: ChildProcess): void {
     while ((nl = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
+      // BENCH_CNI_AGENT_LOG=FILE keeps every agent line (the debug timings of each ADD/DEL).
+      if (process.env.BENCH_CNI_AGENT_LOG) appendFileSync(process.env.BENCH_CNI_AGENT_LOG, `${line}\n`);
       let rec: Record<string, unknown>;
       try { rec = JSON.parse(line) as Record<string, unknown>; } catch { process.stderr.write(`${line}\n`); continue; }
       const http = rec.msg === 'cni request timings (ms)';
@@ -278,6 +280,9 @@ async function main(): Promise<void> {
     agentPhasesP50: Object.fromEntries((['sequential', 'concurrent'] as const).map((label) => [label,
       Object.fromEntries((['add', 'del'] as const).map((op) => [op,
         Object.fromEntries([...agentPhases[label][op]].map(([k, xs]) => [k, +pct(xs, 50).toFixed(2)]))]))])),
+    /** Tails inside the agent (total per ADD/DEL), to tell them from the shims' CPU waits. */
+    agentTotalP99: Object.fromEntries((['sequential', 'concurrent'] as const).map((label) => [label,
+      Object.fromEntries((['add', 'del'] as const).map((op) => [op, +pct(agentPhases[label][op].get('total') ?? [], 99).toFixed(2)]))])),
     pass: {} as Record<string, boolean>,
   };
   console.log(`\nCNI latency, ms (${N} pods; wall time from spawn to exit)`);
@@ -308,7 +313,7 @@ async function main(): Promise<void> {
   for (const label of ['sequential', 'concurrent'] as const) {
     for (const op of ['add', 'del'] as const) {
       console.log(`agent ${label} ${op.toUpperCase()} phases p50 (ms): ${Object.entries(report.agentPhasesP50[label]![op]!)
-        .map(([k, v]) => `${k} ${v}`).join(', ')}`);
+        .map(([k, v]) => `${k} ${v}`).join(', ')}; total p99 ${report.agentTotalP99[label]![op]}`);
     }
   }
   console.log(`shim start-up with compile cache p50 ${shimCache.p50} ms, without ${shimNoCache.p50} ms; `
