@@ -56,7 +56,8 @@ export const USAGE = `usage:
 options:
   --config FILE          JSON object keyed by these long flag names; flags override it
   --state-dir D          persisted IPAM and endpoint state (default /var/lib/palisade)
-  --api-socket S         agent API socket (default /var/run/palisade/cni.sock)
+  --api-socket S         agent API socket (default /var/run/palisade/cni.sock);
+                         --cni-socket S is the same option
   --pending-del-dir D    DELs the shim recorded while the agent was down
                          (default: pending-del/ next to the socket)
   --bpffs-root R         bpffs mount holding the pinned programs and maps (default /sys/fs/bpf)
@@ -97,6 +98,7 @@ const OPTIONS = {
   'pod-cidr': { type: 'string' },
   'state-dir': { type: 'string' },
   'api-socket': { type: 'string' },
+  'cni-socket': { type: 'string' },
   'pending-del-dir': { type: 'string' },
   'bpffs-root': { type: 'string' },
   datapath: { type: 'string' },
@@ -166,6 +168,7 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
     'pod-cidr': str('pod-cidr'),
     'state-dir': str('state-dir'),
     'api-socket': str('api-socket'),
+    'cni-socket': str('cni-socket'),
     'pending-del-dir': str('pending-del-dir'),
     'bpffs-root': str('bpffs-root'),
     datapath: str('datapath'),
@@ -201,7 +204,11 @@ export function parseAgentArgs(argv: string[]): AgentOptions {
   if (logLevel !== 'debug' && logLevel !== 'info' && logLevel !== 'warn' && logLevel !== 'error') {
     throw new UsageError('--log-level must be debug, info, warn or error');
   }
-  const apiSocket = values['api-socket'] ?? '/var/run/palisade/cni.sock';
+  // --cni-socket: the name the CNI issue gives the option (the socket the shim talks to).
+  if (values['api-socket'] && values['cni-socket'] && values['api-socket'] !== values['cni-socket']) {
+    throw new UsageError('--api-socket and --cni-socket name the same socket; give one');
+  }
+  const apiSocket = values['api-socket'] ?? values['cni-socket'] ?? '/var/run/palisade/cni.sock';
   for (const [k, v] of [['--state-dir', values['state-dir']], ['--api-socket', apiSocket],
     ['--pending-del-dir', values['pending-del-dir']], ['--bpffs-root', values['bpffs-root']],
     ['--cni-conf-dir', values['cni-conf-dir']]] as const) {

@@ -13,6 +13,12 @@ describe('palisade-agent options', () => {
     expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24', '--attach', 'tcx',
       '--log-level', 'debug'])).toMatchObject({ attach: 'tcx', logLevel: 'debug' });
   });
+  it('--cni-socket is --api-socket', () => {
+    expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24',
+      '--cni-socket', '/tmp/y/c.sock'])).toMatchObject({ apiSocket: '/tmp/y/c.sock', pendingDelDir: '/tmp/y/pending-del' });
+    expect(() => parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24',
+      '--cni-socket', '/tmp/y/c.sock', '--api-socket', '/tmp/z.sock'])).toThrow(/name the same socket/);
+  });
   it('the pending-DEL spool follows the socket', () => {
     expect(parseAgentArgs(['--standalone', '--node-name', 'n', '--pod-cidr', '10.1.0.0/24',
       '--api-socket', '/tmp/x/a.sock']).pendingDelDir).toBe('/tmp/x/pending-del');
