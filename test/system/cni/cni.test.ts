@@ -181,6 +181,19 @@ describePrivileged('CNI ADD/CHECK/DEL against a real agent', () => {
     expect(JSON.parse(links.stdout).map((l: { ifname: string }) => l.ifname)).toEqual(['lo']);
   });
 
+  it('the network config\'s mtu is set on both ends and reported in the 1.1.0 result', async () => {
+    const p = await node.addPod('mtu');
+    const r = await node.cni('ADD', { containerId: 'mtu1', netns: p, config: node.netConfig({ mtu: 1280 }) });
+    expect(r.code, r.stdout).toBe(0);
+    const ifs = r.json!.interfaces as { name: string; mtu?: number }[];
+    expect(ifs.map((i) => i.mtu)).toEqual([1280, 1280]);
+    const pod = JSON.parse((await node.inPod(p, 'ip', ['-j', 'link', 'show', 'dev', 'eth0'])).stdout)[0];
+    expect(pod.mtu).toBe(1280);
+    const host = JSON.parse((await node.inNode('ip', ['-j', 'link', 'show', 'dev', ifs[0]!.name])).stdout)[0];
+    expect(host.mtu).toBe(1280);
+    expect((await node.cni('DEL', { containerId: 'mtu1', netns: p })).code).toBe(0);
+  });
+
   it('CNI_NETNS may be a /proc/PID/ns/net path', async () => {
     const holder = spawn('unshare', ['-n', 'sleep', '60'], { stdio: 'ignore' });
     try {
