@@ -5,6 +5,7 @@
  *   up [--nodes N] [--name NAME]      build a lab and leave it up; prints export KUBECONFIG=...
  *   status [NAME] [--json]            labs on this host, their nodes, pods and agents
  *   down [NAME]                       remove a lab (the only one when NAME is omitted)
+ *   kubelet NAME                      restart the kubelet loop of a kept lab
  *   demo [--nodes N]                  the guided tour: plays examples/demo.yaml
  *
  * Exit status: 0 ok / every expect held, 1 an expect failed, 2 could not run (one line on
@@ -14,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseScenario, ScenarioError, type Scenario } from './scenario.ts';
 import {
-  describeLab, destroyLab, Lab, LabBusyError, labNameFrom, LabPrerequisiteError, listLabs, repoRoot,
+  describeLab, destroyLab, Lab, startKubelet, LabBusyError, labNameFrom, LabPrerequisiteError, listLabs, repoRoot,
   validateLabName, type CniMode,
 } from './lab.ts';
 import { sleep } from './exec.ts';
@@ -24,6 +25,7 @@ const USAGE = `usage: palisade-lab run FILE [--json] [--nodes N] [--keep] [--nam
        palisade-lab up [--nodes N] [--name NAME]
        palisade-lab status [NAME] [--json]
        palisade-lab down [NAME]
+       palisade-lab kubelet NAME
        palisade-lab demo [--nodes N]`;
 
 class UsageError extends Error {}
@@ -135,6 +137,13 @@ async function play(o: PlayOptions): Promise<number> {
     });
     if (o.keep) {
       lab.keep();
+      // From here a kubelet loop answers for the pods (kubectl-made ones too).
+      try {
+        await lab.startKubelet();
+      } catch (err) {
+        await lab.destroy();
+        throw err;
+      }
       process.stderr.write(`export KUBECONFIG=${lab.kubeconfig}\n`);
       logErr(`lab "${name}" kept; remove it with: palisade-lab down ${name}`);
     }
@@ -161,6 +170,7 @@ async function up(a: Args): Promise<number> {
   active = { name, keep: true };
   const lab = await Lab.create({ name, nodes: a.nodes ?? 2, cni: a.cni, log: logErr });
   lab.keep();
+  await lab.startKubelet();
   active = undefined;
   logErr(`lab "${name}" is up with ${lab.nodes.length} nodes; remove it with: palisade-lab down ${name}`);
   process.stdout.write(`export KUBECONFIG=${lab.kubeconfig}\n`);
@@ -185,6 +195,16 @@ async function down(a: Args): Promise<number> {
   return 0;
 }
 
+async function kubelet(a: Args): Promise<number> {
+  const name = a.positional[0];
+  if (!name || a.positional.length > 1) throw new UsageError(`kubelet needs exactly one lab name\n${USAGE}`);
+  validateLabName(name);
+  if (process.getuid?.() !== 0) throw new LabPrerequisiteError('needs root: run it as root, e.g. with sudo');
+  const pid = await startKubelet(name);
+  logErr(`lab "${name}": kubelet loop running (pid ${pid})`);
+  return 0;
+}
+
 async function status(a: Args): Promise<number> {
   const names = a.positional[0] ? [a.positional[0]] : listLabs();
   const labs = await Promise.all(names.map((n) => describeLab(n)));
@@ -195,7 +215,7 @@ async function status(a: Args): Promise<number> {
   if (labs.length === 0) process.stdout.write('no lab is up\n');
   for (const l of labs) {
     process.stdout.write(`lab ${l.name}: ${l.up ? 'up' : 'not running (leftovers; palisade-lab down removes them)'}` +
-      `${l.nodes ? `, ${String(l.nodes)} nodes` : ''}${l.kept ? ', kept' : ''}\n`);
+      `${l.nodes ? `, ${String(l.nodes)} nodes` : ''}${l.kept ? `, kept (kubelet loop ${String(l.kubelet)})` : ''}\n`);
     if (l.kubeconfig) process.stdout.write(`  export KUBECONFIG=${String(l.kubeconfig)}\n`);
     for (const p of (l.pods ?? []) as { pod: string; ip: string; node: string }[]) {
       process.stdout.write(`  pod ${p.pod.padEnd(20)} ${p.ip.padEnd(15)} ${p.node}\n`);
@@ -243,6 +263,7 @@ async function dispatch(argv: readonly string[]): Promise<number> {
       }
       case 'up': return await up(a);
       case 'down': return await down(a);
+      case 'kubelet': return await kubelet(a);
       case 'status': return await status(a);
       case 'demo': return await demo(a);
       case '-h': case '--help': case 'help':

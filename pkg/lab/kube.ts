@@ -55,11 +55,11 @@ export class KubeClient {
     this.url = url.replace(/\/$/, '');
   }
 
-  private async call(method: string, path: string, body?: unknown): Promise<Json> {
+  private async call(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Json> {
     const init: RequestInit = { method, headers: { accept: 'application/json' } };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
-      init.headers = { ...init.headers, 'content-type': 'application/json' };
+      init.headers = { ...init.headers, 'content-type': contentType };
     }
     let res: Response;
     try {
@@ -103,6 +103,53 @@ export class KubeClient {
 
   replaceStatus(ref: KubeRef, obj: Json): Promise<Json> {
     return this.call('PUT', `${objectPath(ref)}/status`, obj);
+  }
+
+  /** JSON merge patch (RFC 7386) of an object, or of its status with `subresource`. */
+  patch(ref: KubeRef, body: Json, subresource?: 'status'): Promise<Json> {
+    return this.call('PATCH', `${objectPath(ref)}${subresource ? `/${subresource}` : ''}`, body, 'application/merge-patch+json');
+  }
+
+  /**
+   * Watches a collection from `resourceVersion`: calls `onEvent` per event until the
+   * server ends the stream (resolves) or `signal` aborts (resolves). An HTTP error or
+   * an ERROR event rejects with a KubeError carrying the status (410: too old, relist).
+   */
+  async watch(apiVersion: string, kind: string, resourceVersion: string, onEvent: (type: string, obj: Json) => void, signal: AbortSignal): Promise<void> {
+    const path = `${collectionPath(apiVersion, kind)}?watch=true&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(resourceVersion)}`;
+    let res: Response;
+    try {
+      res = await fetch(this.url + path, { headers: { accept: 'application/json' }, signal });
+    } catch (err) {
+      if (signal.aborted) return;
+      throw new KubeError(0, `watch ${path}: ${(err as Error).message}`);
+    }
+    if (!res.ok || !res.body) {
+      const text = await res.text().catch(() => '');
+      throw new KubeError(res.status, `watch ${path}: ${res.status} ${text.slice(0, 200)}`);
+    }
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += decoder.decode(chunk, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          const ev = JSON.parse(line) as { type: string; object: Json };
+          if (ev.type === 'ERROR') {
+            const code = Number(ev.object.code);
+            throw new KubeError(Number.isFinite(code) ? code : 500, `watch ${path}: ${String(ev.object.message ?? 'error event')}`);
+          }
+          onEvent(ev.type, ev.object);
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      throw err;
+    }
   }
 
   /** Creates, or replaces the existing object (carrying over its resourceVersion). */

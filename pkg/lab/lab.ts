@@ -34,6 +34,8 @@ import {
 } from './topology.ts';
 
 export const LAB_ROOT = '/run/palisade-lab';
+/** Written by the kubelet loop into the lab directory once it has synced. */
+export const KUBELET_READY_FILE = 'kubelet.ready';
 export const BARRIER_TIMEOUT_MS = 30_000;
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
 
@@ -68,6 +70,8 @@ interface LabStateFile {
   ownerPid: number;
   kept: boolean;
   apiPid: number;
+  /** The kubelet loop of a kept lab (kubelet-main.js), 0 or absent when none runs. */
+  kubeletPid?: number;
   pods: PodState[];
 }
 
@@ -123,7 +127,7 @@ export async function checkPrerequisites(cni: CniMode): Promise<void> {
     }
   }
   const root = repoRoot();
-  const need = [join(root, 'dist/pkg/lab/podserver.js'), join(root, 'dist/pkg/lab/apiserver-main.js')];
+  const need = [join(root, 'dist/pkg/lab/podserver.js'), join(root, 'dist/pkg/lab/apiserver-main.js'), join(root, 'dist/pkg/lab/kubelet-main.js')];
   if (cni === 'palisade') need.push(join(root, 'bin/palisade-agent'), join(root, 'bin/palisade-cni'));
   else need.push('/usr/lib/cni/ptp', '/usr/lib/cni/host-local');
   for (const f of need) {
@@ -131,7 +135,9 @@ export async function checkPrerequisites(cni: CniMode): Promise<void> {
   }
 }
 
-function readState(name: string): LabStateFile | undefined {
+export type { LabStateFile };
+
+export function readState(name: string): LabStateFile | undefined {
   try {
     return JSON.parse(readFileSync(join(labDir(name), 'state.json'), 'utf8')) as LabStateFile;
   } catch {
@@ -198,6 +204,10 @@ async function unmountUnder(dir: string): Promise<void> {
  */
 export async function destroyLab(name: string, log: (l: string) => void = () => {}): Promise<void> {
   const dir = labDir(name);
+  // The kubelet loop first: it must not wire a pod while the lab goes, and it is the
+  // last writer of the state file's pods, which are read after it stopped.
+  const kubeletPid = readState(name)?.kubeletPid ?? 0;
+  if (kubeletPid > 0 && isKubeletOf(kubeletPid, dir) && kubeletPid !== process.pid) await killAll([kubeletPid], 5000);
   const state = readState(name);
   const netnses = labNetnses(name);
   // CNI DEL while agents may still be alive, as a runtime does before removing a pod.
@@ -219,12 +229,17 @@ export async function destroyLab(name: string, log: (l: string) => void = () => 
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** Whether `pid` is the kubelet loop of the lab in `dir` (its exact `--dir` argument). */
+export function isKubeletOf(pid: number, dir: string): boolean {
+  return pid > 0 && pidMatches(pid, `kubelet-main.js\0--lab\0`) && pidMatches(pid, `\0--dir\0${dir}\0`);
+}
+
 /** CNI DEL during teardown: bounded, since the agent may be gone or stuck. */
-async function cniDel(lab: string, mode: CniMode, p: PodState): Promise<void> {
+export async function cniDel(lab: string, mode: CniMode, p: PodState): Promise<void> {
   await invokeCni({ ...cniCall(lab, mode, 'DEL', p), timeoutMs: 10_000 });
 }
 
-function cniCall(lab: string, mode: CniMode, command: CniCall['command'], p: Pick<PodState, 'namespace' | 'name' | 'node' | 'netns' | 'containerId' | 'uid'>): CniCall {
+export function cniCall(lab: string, mode: CniMode, command: CniCall['command'], p: Pick<PodState, 'namespace' | 'name' | 'node' | 'netns' | 'containerId' | 'uid'>): CniCall {
   const dir = labDir(lab);
   const node = nodeInfo(lab, p.node);
   const config: CniCall['config'] = mode === 'palisade'
@@ -253,6 +268,82 @@ function cniCall(lab: string, mode: CniMode, command: CniCall['command'], p: Pic
   };
 }
 
+/** The control socket and log of a pod's probe server (in the lab's pods/ directory). */
+export function podServerFiles(lab: string, namespace: string, name: string): { sock: string; log: string } {
+  const d = join(labDir(lab), 'pods');
+  return { sock: join(d, `${namespace}.${name}.sock`), log: join(d, `${namespace}.${name}.log`) };
+}
+
+/**
+ * Starts a pod's probe server inside its netns (detached): a server on each TCP and UDP
+ * container port, and the control socket the lab probes from. Returns its pid.
+ */
+export function startPodServer(lab: string, p: Pick<PodState, 'namespace' | 'name' | 'netns' | 'ports'>): number {
+  const f = podServerFiles(lab, p.namespace, p.name);
+  const tcp = p.ports.filter((x) => x.protocol === 'TCP').map((x) => x.containerPort);
+  const udp = p.ports.filter((x) => x.protocol === 'UDP').map((x) => x.containerPort);
+  return startDetached('ip', ['netns', 'exec', p.netns, process.execPath,
+    join(repoRoot(), 'dist/pkg/lab/podserver.js'), '--control', f.sock,
+    '--tcp', [...new Set(tcp)].join(','), '--udp', [...new Set(udp)].join(','),
+  ], f.log);
+}
+
+/** Whether a pod's recorded probe server still runs (pid alive and still that server). */
+export function podServerAlive(lab: string, p: Pick<PodState, 'namespace' | 'name' | 'serverPid'>): boolean {
+  return p.serverPid > 0 && pidMatches(p.serverPid, podServerFiles(lab, p.namespace, p.name).sock);
+}
+
+/** Waits until a pod's probe server answers on its control socket (15 s). */
+export async function waitPodServer(lab: string, p: Pick<PodState, 'namespace' | 'name' | 'serverPid'>): Promise<void> {
+  const f = podServerFiles(lab, p.namespace, p.name);
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (!pidAlive(p.serverPid)) throw new Error(`probe server exited: ${lastLines(f.log, 3)}`);
+    try {
+      const r = await unixRequest(f.sock, 'GET', '/ready', undefined, 1000);
+      if (r.status === 200) return;
+    } catch { /* not listening yet */ }
+    await sleep(30);
+  }
+  throw new Error('probe server not ready within 15 s');
+}
+
+/** The status a kubelet reports for a running pod with one ready container. */
+export function runningPodStatus(node: NodeInfo, podIP: string, containerNames: readonly string[], image = 'palisade-lab/podserver'): Json {
+  const now = new Date().toISOString();
+  return {
+    phase: 'Running', hostIP: node.ip, hostIPs: [{ ip: node.ip }],
+    podIP, podIPs: [{ ip: podIP }], startTime: now,
+    conditions: [
+      { type: 'PodScheduled', status: 'True', lastTransitionTime: now },
+      { type: 'Initialized', status: 'True', lastTransitionTime: now },
+      { type: 'ContainersReady', status: 'True', lastTransitionTime: now },
+      { type: 'Ready', status: 'True', lastTransitionTime: now },
+    ],
+    containerStatuses: containerNames.map((name) => ({
+      name, ready: true, started: true, restartCount: 0, image, imageID: '', state: { running: { startedAt: now } },
+    })),
+  };
+}
+
+/**
+ * Removes a pod's network as kubelet + runtime do on deletion: CNI DEL (its error is
+ * thrown, after the rest is done), the pod's processes, its netns. Idempotent.
+ */
+export async function teardownPod(lab: string, mode: CniMode, p: PodState, timeoutMs = 60_000): Promise<void> {
+  let delErr: unknown;
+  try {
+    await invokeCni({ ...cniCall(lab, mode, 'DEL', p), timeoutMs });
+  } catch (err) {
+    delErr = err;
+  }
+  const pids = await netnsPids(p.netns);
+  if (podServerAlive(lab, p)) pids.push(p.serverPid);
+  await killAll(pids);
+  await delNetns(p.netns);
+  if (delErr) throw delErr;
+}
+
 export class Lab {
   readonly name: string;
   readonly dir: string;
@@ -262,6 +353,7 @@ export class Lab {
   readonly pods = new Map<string, PodState>();
   private readonly log: (l: string) => void;
   private apiPid = 0;
+  private kubeletPid = 0;
   private kept = false;
   /** The outside host as a probe endpoint (`outside/host`), once started. */
   outsideHost: { ip: string; sock: string } | undefined;
@@ -420,7 +512,7 @@ export class Lab {
   private saveState(): void {
     const state: LabStateFile = {
       name: this.name, nodes: this.nodes.length, cni: this.cni, ownerPid: process.pid,
-      kept: this.kept, apiPid: this.apiPid, pods: [...this.pods.values()],
+      kept: this.kept, apiPid: this.apiPid, kubeletPid: this.kubeletPid, pods: [...this.pods.values()],
     };
     writeFileSync(join(this.dir, 'state.json'), JSON.stringify(state));
   }
@@ -429,6 +521,17 @@ export class Lab {
   keep(): void {
     this.kept = true;
     this.saveState();
+  }
+
+  /**
+   * Starts the kubelet loop of a kept lab (kubelet.ts) and hands the pods over to it:
+   * from here on the loop is the only writer of the state file, and this object must not
+   * create or delete pods any more. Throws when the loop does not come up (the caller
+   * then removes the lab).
+   */
+  async startKubelet(): Promise<void> {
+    this.saveState();
+    this.kubeletPid = await startKubelet(this.name);
   }
 
   async destroy(): Promise<void> {
@@ -482,7 +585,6 @@ export class Lab {
     const containerId = `lab${randomBytes(12).toString('hex')}`;
     const netns = podNetns(this.name, spec.namespace, spec.name);
     const podRef = { apiVersion: 'v1', kind: 'Pod', name: spec.name, namespace: spec.namespace };
-    const sock = join(this.dir, 'pods', `${spec.namespace}.${spec.name}.sock`);
     const partial: PodState = { ...spec, netns, containerId, uid: '', ip: '', serverPid: 0 };
     const undo: (() => Promise<unknown>)[] = [];
     try {
@@ -501,31 +603,14 @@ export class Lab {
       partial.uid = String((created.metadata as Json).uid ?? randomBytes(16).toString('hex'));
       await addNetns(netns);
       undo.push(() => delNetns(netns));
-      const tcp = spec.ports.filter((p) => p.protocol === 'TCP').map((p) => p.containerPort);
-      const udp = spec.ports.filter((p) => p.protocol === 'UDP').map((p) => p.containerPort);
-      partial.serverPid = startDetached('ip', ['netns', 'exec', netns, process.execPath,
-        join(repoRoot(), 'dist/pkg/lab/podserver.js'), '--control', sock,
-        '--tcp', tcp.join(','), '--udp', udp.join(','),
-      ], join(this.dir, 'pods', `${spec.namespace}.${spec.name}.log`));
+      partial.serverPid = startPodServer(this.name, partial);
       undo.push(() => killAll([partial.serverPid]));
       const res = await invokeCni(cniCall(this.name, this.cni, 'ADD', partial));
       undo.push(() => invokeCni(cniCall(this.name, this.cni, 'DEL', partial)));
       partial.ip = res.ip!;
       const cur = await this.kube.get(podRef);
-      const now = new Date().toISOString();
-      await this.kube.replaceStatus(podRef, {
-        ...cur,
-        status: {
-          phase: 'Running', hostIP: node.ip, hostIPs: [{ ip: node.ip }],
-          podIP: partial.ip, podIPs: [{ ip: partial.ip }], startTime: now,
-          conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }],
-          containerStatuses: [{
-            name: 'server', ready: true, started: true, restartCount: 0, image: 'palisade-lab/podserver',
-            imageID: '', state: { running: { startedAt: now } },
-          }],
-        },
-      });
-      await this.waitPodServer(partial, sock);
+      await this.kube.replaceStatus(podRef, { ...cur, status: runningPodStatus(node, partial.ip, ['server']) });
+      await waitPodServer(this.name, partial);
       this.pods.set(key, partial);
       this.saveState();
       return partial;
@@ -535,28 +620,11 @@ export class Lab {
     }
   }
 
-  private async waitPodServer(p: PodState, sock: string): Promise<void> {
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline) {
-      if (!pidAlive(p.serverPid)) {
-        throw new Error(`probe server exited: ${lastLines(join(this.dir, 'pods', `${p.namespace}.${p.name}.log`), 3)}`);
-      }
-      try {
-        const r = await unixRequest(sock, 'GET', '/ready', undefined, 1000);
-        if (r.status === 200) return;
-      } catch { /* not listening yet */ }
-      await sleep(30);
-    }
-    throw new Error('probe server not ready within 15 s');
-  }
-
   /** Deletes a pod as the kubelet would: CNI DEL, stop its processes, remove it. */
   async deletePod(key: string): Promise<void> {
     const p = this.pods.get(key);
     if (!p) throw new Error(`no pod ${key}`);
-    await invokeCni(cniCall(this.name, this.cni, 'DEL', p));
-    await killAll([p.serverPid, ...(await netnsPids(p.netns))]);
-    await delNetns(p.netns);
+    await teardownPod(this.name, this.cni, p);
     await this.kube.delete({ apiVersion: 'v1', kind: 'Pod', name: p.name, namespace: p.namespace });
     this.pods.delete(key);
     this.saveState();
@@ -719,6 +787,34 @@ async function startApiServer(dir: string, agents: number): Promise<number> {
   throw new Error(`lab API server not ready within 20 s: ${lastLines(log, 5)}`);
 }
 
+/**
+ * (Re)starts the kubelet loop of a kept lab: stops the one recorded (if it runs), starts
+ * kubelet-main.js detached in the root namespace, records its pid in the state file (the
+ * loop waits for that before it touches the state) and waits until it has synced (60 s).
+ * Returns its pid; throws with the end of its log when it does not come up.
+ */
+export async function startKubelet(name: string): Promise<number> {
+  const dir = labDir(name);
+  const state = readState(name);
+  if (!state) throw new LabPrerequisiteError(`no lab "${name}" on this host`);
+  if (!state.kept) throw new LabPrerequisiteError(`lab "${name}" is not kept: its runner plays the pods`);
+  const old = state.kubeletPid ?? 0;
+  if (isKubeletOf(old, dir)) await killAll([old], 5000);
+  const ready = join(dir, KUBELET_READY_FILE);
+  const log = join(dir, 'kubelet.log');
+  rmSync(ready, { force: true });
+  const pid = startDetached(process.execPath, [join(repoRoot(), 'dist/pkg/lab/kubelet-main.js'), '--lab', name, '--dir', dir], log);
+  writeFileSync(join(dir, 'state.json'), JSON.stringify({ ...state, kubeletPid: pid }));
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (!pidAlive(pid)) throw new Error(`lab kubelet exited: ${lastLines(log, 5)}`);
+    if (existsSync(ready)) return pid;
+    await sleep(50);
+  }
+  await killAll([pid]);
+  throw new Error(`lab kubelet not ready within 60 s: ${lastLines(log, 5)}`);
+}
+
 /** Used by `status`: what a lab's state file and agents say. */
 export async function describeLab(name: string): Promise<Json> {
   const state = readState(name);
@@ -729,6 +825,7 @@ export async function describeLab(name: string): Promise<Json> {
   out.kept = state.kept;
   out.cni = state.cni;
   out.apiServer = pidMatches(state.apiPid, dir) ? 'running' : 'not running';
+  out.kubelet = isKubeletOf(state.kubeletPid ?? 0, dir) ? 'running' : 'not running';
   out.up = out.apiServer === 'running';
   out.kubeconfig = join(dir, 'kubeconfig');
   out.pods = state.pods.map((p) => ({ pod: `${p.namespace}/${p.name}`, ip: p.ip, node: `lab-node-${p.node}` }));

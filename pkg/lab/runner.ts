@@ -71,7 +71,8 @@ export function sortedPods(lab: Lab): string[] {
   return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-function containerPorts(obj: KubeObject): ContainerPort[] {
+/** A Pod's container ports (protocol defaults to TCP), as the lab wires them. */
+export function containerPorts(obj: Record<string, unknown>): ContainerPort[] {
   const spec = (obj.spec ?? {}) as Json;
   const containers = (spec.containers ?? []) as Json[];
   return containers.flatMap((c) => ((c.ports ?? []) as Json[]).map((p) => {
