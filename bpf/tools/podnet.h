@@ -161,10 +161,31 @@ static int link_del_index(int fd, int ifindex)
 }
 
 /*
+ * Strict reverse-path filtering on the host veth: a pod may only send from the address
+ * routed to it. The kernel uses max(all, dev), so this never loosens a stricter node
+ * setting. Best effort (the /32 route back already makes strict mode hold). /proc/sys/net
+ * follows the calling thread's network namespace.
+ */
+static void set_rp_filter(const char *ifname)
+{
+	char path[96];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/rp_filter", ifname);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write(fd, "1", 1) < 0) {
+		/* best effort, see above */
+	}
+	close(fd);
+}
+
+/*
  * veth-add HOST HOSTMAC POD PODMAC MTU NETNS IPV4: the pair with the pod end created
- * directly in NETNS (a path), the host end up, route IPV4/32 and a permanent neighbour
- * IPV4 -> PODMAC on it. Prints the host ifindex. Exit status EXIT_EXISTS when HOST
- * exists; on any other failure nothing is left.
+ * directly in NETNS (a path), the host end up with rp_filter=1, route IPV4/32 and a
+ * permanent neighbour IPV4 -> PODMAC on it. Prints the host ifindex. Exit status
+ * EXIT_EXISTS when HOST exists; on any other failure nothing is left.
  */
 static int cmd_veth_add(char **a)
 {
@@ -232,6 +253,7 @@ static int cmd_veth_add(char **a)
 		goto undo;
 	}
 	close(fd);
+	set_rp_filter(host);
 	outf("%d\n", ifindex);
 	return 0;
 undo:

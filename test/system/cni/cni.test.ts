@@ -58,6 +58,9 @@ describePrivileged('CNI ADD/CHECK/DEL against a real agent', () => {
     const link = await node.inPod(p1, 'ip', ['-j', 'link', 'show', 'dev', 'eth0']);
     expect(JSON.parse(link.stdout)[0].address).toBe(ifs[1]!.mac);
     expect(await node.hostLinks()).toContain(ifs[0]!.name);
+    // Strict reverse-path filtering on the host veth (anti-spoofing).
+    const rp = await node.inNode('cat', [`/proc/sys/net/ipv4/conf/${ifs[0]!.name}/rp_filter`]);
+    expect(rp.stdout.trim()).toBe('1');
   });
 
   it('a 0.4.0 config gets a 0.4.0-shaped result', async () => {

@@ -130,7 +130,8 @@ export class LinuxPodNetwork implements PodNetwork {
         await this.teardown(s.hostIfName).catch(() => undefined);
         throw new PodNetworkError(`reading ifindex of ${s.hostIfName}: got ${JSON.stringify(r.stdout)}`);
       }
-      await this.setRpFilter(s.hostIfName);
+      // rp_filter was set by the helper: no file I/O here, which under load would queue
+      // in libuv's threadpool behind other ADDs' fsyncs.
       return { hostIfindex: ifindex };
     }
     const host = await ipBatch([
