@@ -18,7 +18,16 @@ let seq = 0;
 /** Directories already created by this process (saves a mkdir per write). */
 const made = new Set<string>();
 
-export async function writeFileAtomic(file: string, data: string): Promise<void> {
+export interface WriteOptions {
+  /**
+   * fsync the data before the rename (default true). Without it a power loss may leave
+   * an empty file under the new name on some file systems; only for state whose readers
+   * tolerate that (they skip an unreadable record) and which a reboot invalidates anyway.
+   */
+  fsync?: boolean;
+}
+
+export async function writeFileAtomic(file: string, data: string, opts: WriteOptions = {}): Promise<void> {
   const dir = dirname(file);
   if (!made.has(dir)) {
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -38,7 +47,7 @@ export async function writeFileAtomic(file: string, data: string): Promise<void>
   }
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    if (opts.fsync !== false) await fh.sync();
   } catch (err) {
     await fh.close();
     await rm(tmp, { force: true });
