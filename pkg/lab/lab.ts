@@ -6,7 +6,10 @@
  * - `Lab.create()` builds everything or, on any failure, removes what it built and
  *   throws. Leftovers of a killed lab with the same name are removed first; a lab of
  *   that name that is still up (owner alive, or kept) is an error (`LabBusyError`).
- * - `lab.destroy()` / `destroyLab(name)` remove everything: CNI DEL for every pod while
+ * - `lab.keep()` + `lab.startKubelet()` hand a kept lab to its kubelet loop (kubelet.ts),
+ *   which from then on wires and unwires pods (kubectl-made ones too) and owns the state
+ *   file; this object must not create or delete pods after that.
+ * - `lab.destroy()` / `destroyLab(name)` remove everything: the kubelet loop, CNI DEL for every pod while
  *   the agents still run, then every process in the lab's namespaces, the API server,
  *   the namespaces themselves (their links go with them), mounts under the lab
  *   directory and the directory. Both are idempotent.
@@ -15,7 +18,7 @@
  * /run/palisade-lab/<name>/: state.json, kubeconfig (root-namespace view, for kubectl),
  * kubeconfig-node (the nodes' view through the host-namespace forwarder), api.sock,
  * cni-bin/, n<i>/ (agent state, socket, bpffs root, log), pods/ (probe server sockets
- * and logs).
+ * and logs), kubelet.log and kubelet.ready (kept labs).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
