@@ -71,30 +71,45 @@ static __always_inline __u32 cidr_identity(__u32 ep, __u8 dir, __be32 addr)
 /*
  * Decides a forward packet of an enforced direction. `peer` is the remote side's
  * ipcache identity, `remote` its address. Returns the allowing entry or NULL (deny).
+ *
+ * Lookups in order: the peer's identity, any peer, any pod (for a pod), the CIDR
+ * identity. The first answer decides, unless it redirects to the L7 proxy: then the
+ * later lookups may still find an entry without redirect, which wins (union: an L3/L4
+ * allow without `http` on the same peer and port allows every request, docs/l7.md).
+ * Allowed or not never depends on this; only the redirect and the reported rule do.
+ * The extra lookups happen only for redirected flows, and only when a flow's verdict is
+ * made (the conntrack verdict cache answers the rest).
  */
 static __always_inline struct policy_value *policy_decide(__u32 ep, __u8 dir, __u32 peer,
 							  __be32 remote,
 							  const struct packet *p)
 {
-	struct policy_value *v;
+	struct policy_value *first, *v;
 	__u32 cidr;
 
-	v = policy_lookup(ep, dir, peer, p);
-	if (v)
-		return v;
+	first = policy_lookup(ep, dir, peer, p);
+	if (first && !first->proxyPort)
+		return first;
 	v = policy_lookup(ep, dir, IDENTITY_ANY, p);
-	if (v)
+	if (v && !v->proxyPort)
 		return v;
+	if (!first)
+		first = v;
 	/* Pods (label identities) also match "any pod" entries (namespaceSelector {}). */
 	if (peer >= IDENTITY_FIRST_LABEL && peer < IDENTITY_FIRST_CIDR) {
 		v = policy_lookup(ep, dir, IDENTITY_CLUSTER_POD, p);
-		if (v)
+		if (v && !v->proxyPort)
 			return v;
+		if (!first)
+			first = v;
 	}
 	cidr = cidr_identity(ep, dir, remote);
 	if (!cidr)
-		return NULL;
-	return policy_lookup(ep, dir, cidr, p);
+		return first;
+	v = policy_lookup(ep, dir, cidr, p);
+	if (v && !v->proxyPort)
+		return v;
+	return first ? first : v;
 }
 
 #endif

@@ -5,17 +5,19 @@
  * - when src is a local endpoint, its egress towards dst must allow the request;
  * - when dst is a local endpoint, its ingress from src must allow it;
  * both when both are local (the proxy on this node saw the connection once). Each side
- * is the datapath's own verdict (pkg/policy/evaluate.ts, same lookup order): a plain
- * L3/L4 allow lets every request through (the union of NetworkPolicy semantics), an entry
- * that redirects lets through the requests one of its `http` rules matches; no allow at
- * all (the policy changed since the connection was opened) denies every request.
+ * is judged on every rule that applies to the peer and port (pkg/policy/evaluate.ts
+ * `l7Applicable`: its identity, any peer, any pod, the ipBlock prefixes covering its
+ * address), not only on the entry the datapath picked: one without `http` lets every
+ * request through (the union of NetworkPolicy semantics); otherwise a request passes iff
+ * one of the union of their `http` rules matches it; no allow at all (the policy changed
+ * since the connection was opened) denies every request.
  *
  * Pure: the result source is a function, read on every request, so a policy update
  * applies to the next request of an open connection.
  */
 import type { Direction } from '../datapath/types.ts';
 import { PROTO_TCP } from '../datapath/types.ts';
-import { evaluate, l7RulesFor } from '../policy/evaluate.ts';
+import { l7Applicable } from '../policy/evaluate.ts';
 import type { CompileResult } from '../policy/types.ts';
 import { matchHttpRule } from './match.ts';
 import type { ConnectionInfo, L7Decider, L7Decision, RequestInfo } from './types.ts';
@@ -68,29 +70,28 @@ export class PolicyDecider implements L7Decider {
     if (sides.length === 0) return { allowed: false, direction: 'ingress', policy: 'default-deny' };
     let decided: L7Decision | undefined;
     for (const s of sides) {
-      const v = evaluate(r.state, {
+      const a = l7Applicable(r, {
         endpointId: s.endpointId, direction: s.direction, remoteIp: s.remoteIp,
         protocol: PROTO_TCP, port: conn.dstPort,
       });
-      if (!v.allowed) return { allowed: false, direction: s.direction, policy: 'default-deny' };
-      if (v.proxyPort === 0) {
+      if (a.kind === 'denied') return { allowed: false, direction: s.direction, policy: 'default-deny' };
+      if (a.kind === 'all') {
         // Plain allow (or not enforced): every request, attributed when a rule decided.
         decided ??= {
           allowed: true, direction: s.direction,
-          policy: v.ruleId ? r.rules.get(v.ruleId)?.policy : 'none', ruleId: v.ruleId || undefined,
+          policy: a.ruleId ? r.rules.get(a.ruleId)?.policy : 'none', ruleId: a.ruleId || undefined,
         };
         continue;
       }
-      const l7 = l7RulesFor(r, v);
-      const i = l7 ? l7.http.findIndex((h) => matchHttpRule(h, req)) : -1;
-      if (!l7 || i < 0) {
+      const i = a.http.findIndex((h) => matchHttpRule(h, req));
+      if (i < 0) {
         // Denied: attributed to the (first) rule that sent the connection to the proxy.
-        const ruleId = l7?.ruleIds[0] ?? v.ruleId;
+        const ruleId = a.ruleIds[0] ?? a.verdict.ruleId;
         return { allowed: false, direction: s.direction, policy: r.rules.get(ruleId)?.policy, ruleId };
       }
       // Allowed by the rule whose http entry matched; the side with http rules is the one
       // worth naming.
-      const ruleId = l7.httpRuleIds?.[i] ?? l7.ruleIds[0]!;
+      const ruleId = a.httpRuleIds[i]!;
       decided = { allowed: true, direction: s.direction, policy: r.rules.get(ruleId)?.policy, ruleId };
     }
     return decided!;

@@ -15,7 +15,7 @@
  *   differently across the pods of one identity) -> CIDR identities.
  */
 import {
-  PROTO_ANY, type CidrEntry, type Direction, type EndpointEntry, type IpcacheEntry,
+  PROTO_ANY, PROTO_TCP, type CidrEntry, type Direction, type EndpointEntry, type IpcacheEntry,
   type PolicyEntry,
 } from '../datapath/types.ts';
 import { entryKey } from '../datapath/diff.ts';
@@ -918,41 +918,96 @@ function diffMap<T>(mine: Map<string, T>, theirs: ReadonlyMap<string, T>): strin
   return out;
 }
 
+/** Inclusive TCP port ranges (1..65535): what a plain allow of one peer opens. */
+type PortRanges = [number, number][];
+
+/** `[lo, hi]` minus `cover` (any order, may overlap): the uncovered pieces, ascending. */
+function subtractRanges(lo: number, hi: number, cover: PortRanges): PortRanges {
+  const out: PortRanges = [];
+  let cur = lo;
+  for (const [a, b] of [...cover].sort((x, y) => x[0] - y[0])) {
+    if (b < cur) continue;
+    if (a > hi) break;
+    if (a > cur) out.push([cur, a - 1]);
+    cur = Math.max(cur, b + 1);
+    if (cur > hi) return out;
+  }
+  if (cur <= hi) out.push([cur, hi]);
+  return out;
+}
+
 /**
- * Emits the entries of one endpoint and direction. A redirecting entry fully covered by
- * a plain allow (same or any peer, or any pod for a pod peer; same or any protocol; a
- * port range containing its own) loses its redirect: the union of "these requests" and
- * "everything" is everything.
+ * Emits the entries of one endpoint and direction, with the L7 records of those that
+ * redirect.
+ *
+ * Union (docs/l7.md): where a plain L3/L4 allow applies, every request is allowed, so a
+ * redirecting entry never keeps the ports a plain allow covers for the same peers: the
+ * same peer, any peer, and any pod for a pod peer (the plain entry is found by the same
+ * or a later lookup of bpf/lib/policy.h, which takes a plain entry over a redirecting
+ * one). Fully covered: it loses its redirect. Partly covered: it is cut to the
+ * uncovered port ranges (one entry per piece, merged with an equal-keyed redirecting
+ * entry). So within one peer, redirecting and plain TCP entries never overlap and the
+ * policy map's longest-prefix match cannot prefer a redirect where a plain allow
+ * applies. Plain allows reached through the CIDR lookup are the datapath's part.
  */
 function finishSlots(slots: Map<string, Slot>, policy: PolicyEntry[], l7: L7Rules[]): void {
-  const plain: PolicyEntry[] = [];
+  const plain = new Map<number, PortRanges>();
   let redirects = false;
   for (const s of slots.values()) {
-    if (s.http) redirects = true;
-    else plain.push(s.entry);
+    if (s.http) {
+      redirects = true;
+      continue;
+    }
+    const e = s.entry;
+    let range: [number, number] | undefined;
+    if (e.protocol === PROTO_ANY || (e.protocol === PROTO_TCP && e.port === 0)) range = [1, 65535];
+    else if (e.protocol === PROTO_TCP) range = [e.port, e.endPort];
+    if (!range) continue;
+    const l = plain.get(e.peer);
+    if (l) l.push(range); else plain.set(e.peer, [range]);
   }
+  const out = new Map<string, Slot>();
   for (const s of slots.values()) {
     const e = s.entry;
-    if (s.http && redirects) {
-      const covered = plain.some((q) =>
-        (q.peer === IDENTITY_ANY || q.peer === e.peer
-          || (q.peer === IDENTITY_CLUSTER_POD && isLabelIdentity(e.peer)))
-        && (q.protocol === PROTO_ANY || (q.protocol === e.protocol
-          && (q.port === 0 || (e.port !== 0 && q.port <= e.port && e.endPort <= q.endPort)))));
-      if (covered) {
-        e.proxyPort = 0;
-        s.http = undefined;
-        s.httpRuleIds = undefined;
+    if (!s.http || !redirects) {
+      policy.push(e);
+      continue;
+    }
+    const cover = [...(plain.get(e.peer) ?? [])];
+    if (e.peer !== IDENTITY_ANY) cover.push(...(plain.get(IDENTITY_ANY) ?? []));
+    if (isLabelIdentity(e.peer)) cover.push(...(plain.get(IDENTITY_CLUSTER_POD) ?? []));
+    // http rules need TCP (parse.ts): a redirecting entry is TCP, port 0 = every port.
+    const lo = e.port === 0 ? 1 : e.port;
+    const hi = e.port === 0 ? 65535 : e.endPort;
+    const rest = cover.length ? subtractRanges(lo, hi, cover) : [[lo, hi] as [number, number]];
+    if (rest.length === 0) {
+      e.proxyPort = 0;
+      policy.push(e);
+      continue;
+    }
+    const whole = rest.length === 1 && rest[0]![0] === lo && rest[0]![1] === hi;
+    const pieces = whole ? [e] : rest.map(([a, b]) => ({ ...e, port: a, endPort: b }));
+    for (const piece of pieces) {
+      const k = entryKey.policy(piece);
+      const cur = out.get(k);
+      if (!cur) {
+        out.set(k, { entry: piece, http: [...s.http], httpRuleIds: [...s.httpRuleIds!], ruleIds: new Set(s.ruleIds) });
+        continue;
       }
+      cur.entry.ruleId = Math.min(cur.entry.ruleId, piece.ruleId);
+      for (const id of s.ruleIds) cur.ruleIds.add(id);
+      cur.http!.push(...s.http);
+      cur.httpRuleIds!.push(...s.httpRuleIds!);
     }
+  }
+  for (const s of out.values()) {
+    const e = s.entry;
     policy.push(e);
-    if (s.http) {
-      l7.push({
-        endpointId: e.endpointId, direction: e.direction, peer: e.peer, protocol: e.protocol,
-        port: e.port, endPort: e.endPort, proxyPort: e.proxyPort,
-        ruleIds: [...s.ruleIds].sort(compareNum), http: s.http, httpRuleIds: s.httpRuleIds,
-      });
-    }
+    l7.push({
+      endpointId: e.endpointId, direction: e.direction, peer: e.peer, protocol: e.protocol,
+      port: e.port, endPort: e.endPort, proxyPort: e.proxyPort,
+      ruleIds: [...s.ruleIds].sort(compareNum), http: s.http!, httpRuleIds: s.httpRuleIds,
+    });
   }
 }
 

@@ -4,8 +4,10 @@
  * powers `kubectl palisade trace` and the compiler's tests; the datapath mirrors it.
  *
  * When several entries allow a packet, the one reported is the one the datapath's lookups
- * find (see `score`). Allowed or not never depends on that order, only attribution and
- * the proxy port do; the compiler removes a redirect whenever a plain allow covers it.
+ * find (see `matchAll` and `score`): the first lookup's answer, unless it redirects to
+ * the L7 proxy and a later lookup finds a plain allow (union: the plain one wins).
+ * Allowed or not never depends on that order, only attribution and the proxy port do.
+ * `l7Applicable` gives the L7 proxy every applicable rule, not only the reported one.
  */
 import {
   PROTO_ANY, PROTO_SCTP, PROTO_TCP, PROTO_UDP, type DatapathState, type Direction,
@@ -16,6 +18,7 @@ import {
   reservedIdentityNames,
 } from '../identity/reserved.ts';
 import { LpmTable, formatPrefix, parseCidr, parseIpv4, type Prefix } from './ip.ts';
+import type { HttpRule } from './snapshot.ts';
 import type { CompileResult, L7Rules } from './types.ts';
 import { entryKey } from '../datapath/diff.ts';
 
@@ -141,16 +144,6 @@ function better(a: PolicyEntry, b: PolicyEntry | undefined, port: number): boole
   return false;
 }
 
-function bestMatch(ix: Index, ep: number, dir: Direction, peers: number[], protocol: number, port: number) {
-  let best: PolicyEntry | undefined;
-  for (const peer of peers) {
-    for (const e of ix.policy.get(`${ep}/${dir}/${peer}`) ?? []) {
-      if (entryMatches(e, protocol, port) && better(e, best, port)) best = e;
-    }
-  }
-  return best;
-}
-
 /** Decides the forward direction of one packet. Throws on an unknown endpoint or bad IP. */
 export function evaluate(state: DatapathState, q: VerdictQuery): Verdict {
   const ix = indexOf(state);
@@ -167,25 +160,99 @@ export function evaluate(state: DatapathState, q: VerdictQuery): Verdict {
   // 4. A direction without isolating policy allows everything.
   const enforced = q.direction === 'ingress' ? ep.ingressEnforced : ep.egressEnforced;
   if (!enforced) return { ...base, allowed: true, reason: 'not-enforced' };
-  // 5. The remote's identity, or any peer, or (for a pod) any pod.
-  const peers = isLabelIdentity(remote) ? [remote, IDENTITY_ANY, IDENTITY_CLUSTER_POD] : [remote, IDENTITY_ANY];
-  const hit = bestMatch(ix, q.endpointId, q.direction, peers, q.protocol, port);
-  if (hit) return { ...base, allowed: true, reason: 'allowed', ruleId: hit.ruleId, proxyPort: hit.proxyPort, entry: hit };
-  // 6. The endpoint's ipBlock prefixes.
-  const c = ix.cidrs.get(`${q.endpointId}/${q.direction}`)?.lookup(addr);
-  if (c) {
-    const cidr = formatPrefix(c.prefix);
-    const e = bestMatch(ix, q.endpointId, q.direction, [c.value], q.protocol, port);
-    if (e) {
-      return {
-        ...base, allowed: true, reason: 'allowed', ruleId: e.ruleId, peerIdentity: c.value,
-        proxyPort: e.proxyPort, entry: e, cidr,
-      };
-    }
-    return { ...base, allowed: false, reason: 'default-deny', cidr };
+  // 5-6. The datapath's lookups (bpf/lib/policy.h): a plain entry from any of them wins
+  // over a redirecting one (union: a plain allow lets every request through).
+  const m = matchAll(ix, q.endpointId, q.direction, remote, addr, q.protocol, port, false);
+  if (m.first) {
+    const e = m.first.entry;
+    const cidr = m.first.cidr ? { cidr: m.first.cidr } : {};
+    const peerIdentity = m.first.cidr ? e.peer : remote;
+    return { ...base, allowed: true, reason: 'allowed', ruleId: e.ruleId, peerIdentity, proxyPort: e.proxyPort, entry: e, ...cidr };
   }
   // 7. Nothing allows it.
-  return { ...base, allowed: false, reason: 'default-deny' };
+  return { ...base, allowed: false, reason: 'default-deny', ...(m.cidr ? { cidr: m.cidr } : {}) };
+}
+
+interface Match {
+  entry: PolicyEntry;
+  /** The cidrs prefix it was found through (CIDR identity entries only). */
+  cidr?: string;
+}
+
+/**
+ * The lookups of steps 5-6, in the datapath's order: the remote's identity, any peer, any
+ * pod (for a pod), then the CIDR identity of the endpoint's longest matching prefix.
+ * `first` is what the datapath picks: the first lookup's answer that does not redirect,
+ * else the first answer. With `all`, `entries` holds every matching entry in that order
+ * (best first within one lookup), i.e. every rule that applies to the peer and port.
+ */
+function matchAll(
+  ix: Index, ep: number, dir: Direction, remote: number, addr: number, protocol: number, port: number,
+  all: boolean,
+): { first?: Match; entries: Match[]; cidr?: string } {
+  const entries: Match[] = [];
+  let first: Match | undefined;
+  const c = ix.cidrs.get(`${ep}/${dir}`)?.lookup(addr);
+  const cidr = c ? formatPrefix(c.prefix) : undefined;
+  const stages: [number, string | undefined][] = [[remote, undefined], [IDENTITY_ANY, undefined]];
+  if (isLabelIdentity(remote)) stages.push([IDENTITY_CLUSTER_POD, undefined]);
+  if (c) stages.push([c.value, cidr]);
+  for (const [peer, via] of stages) {
+    const found = (ix.policy.get(`${ep}/${dir}/${peer}`) ?? []).filter((e) => entryMatches(e, protocol, port));
+    if (!found.length) continue;
+    let best = found[0]!;
+    for (const e of found) if (better(e, best, port)) best = e;
+    const hit: Match = via ? { entry: best, cidr: via } : { entry: best };
+    if (!first || (first.entry.proxyPort !== 0 && best.proxyPort === 0)) first = hit;
+    if (all) {
+      entries.push(hit);
+      for (const e of found) if (e !== best) entries.push(via ? { entry: e, cidr: via } : { entry: e });
+    } else if (best.proxyPort === 0) {
+      break;
+    }
+  }
+  return { first, entries, cidr };
+}
+
+/** What L7 policy says about requests on one connection side (see `l7Applicable`). */
+export type L7Applicable =
+  /** No rule allows the peer and port at all (L3/L4 deny). */
+  | { kind: 'denied'; verdict: Verdict }
+  /** Every request: not enforced, the node, or a rule without `http` applies. */
+  | { kind: 'all'; verdict: Verdict; ruleId: number }
+  /**
+   * Only requests matching one of `http` (the union over every applicable rule, in the
+   * datapath's lookup order); `httpRuleIds[i]` is the rule of `http[i]`, `ruleIds` every
+   * rule that applies.
+   */
+  | { kind: 'http'; verdict: Verdict; http: HttpRule[]; httpRuleIds: number[]; ruleIds: number[] };
+
+/**
+ * The L7 semantics of one side of a connection (docs/l7.md): the applicable rules are
+ * every entry any of the datapath's lookups matches for the peer and port (its
+ * identity, any peer, any pod, and the ipBlock prefixes covering its address), not only
+ * the one the datapath picked. A rule without `http` among them allows every request;
+ * otherwise a request is allowed iff one of their `http` rules matches it.
+ */
+export function l7Applicable(result: CompileResult, q: VerdictQuery): L7Applicable {
+  const verdict = evaluate(result.state, q);
+  if (!verdict.allowed) return { kind: 'denied', verdict };
+  if (verdict.proxyPort === 0) return { kind: 'all', verdict, ruleId: verdict.ruleId };
+  const ix = indexOf(result.state);
+  const port = hasPorts(q.protocol) ? q.port : 0;
+  const m = matchAll(ix, q.endpointId, q.direction, verdict.remoteIdentity, parseIpv4(q.remoteIp)!, q.protocol, port, true);
+  const http: HttpRule[] = [];
+  const httpRuleIds: number[] = [];
+  const ruleIds = new Set<number>();
+  for (const { entry } of m.entries) {
+    const rules = l7RulesOf(result, entry);
+    // A redirecting entry always has its record; one missing fails closed (no rules).
+    if (!rules) continue;
+    http.push(...rules.http);
+    httpRuleIds.push(...(rules.httpRuleIds ?? rules.http.map(() => rules.ruleIds[0]!)));
+    for (const id of rules.ruleIds) ruleIds.add(id);
+  }
+  return { kind: 'http', verdict, http, httpRuleIds, ruleIds: [...ruleIds] };
 }
 
 const l7Indexes = new WeakMap<readonly L7Rules[], Map<string, L7Rules>>();
@@ -195,13 +262,19 @@ const l7Indexes = new WeakMap<readonly L7Rules[], Map<string, L7Rules>>();
  * the L7 proxy; undefined when the verdict does not redirect.
  */
 export function l7RulesFor(result: CompileResult, v: Verdict): L7Rules | undefined {
-  if (!v.entry || v.proxyPort === 0 || !result.l7) return undefined;
+  if (!v.entry || v.proxyPort === 0) return undefined;
+  return l7RulesOf(result, v.entry);
+}
+
+/** The L7 record of a redirecting entry (undefined for a plain one). */
+function l7RulesOf(result: CompileResult, e: PolicyEntry): L7Rules | undefined {
+  if (e.proxyPort === 0 || !result.l7) return undefined;
   let ix = l7Indexes.get(result.l7);
   if (!ix) {
     ix = new Map(result.l7.map((r) => [entryKey.policy(r as unknown as PolicyEntry), r]));
     l7Indexes.set(result.l7, ix);
   }
-  return ix.get(entryKey.policy(v.entry));
+  return ix.get(entryKey.policy(e));
 }
 
 /** Human-readable name of an identity, from a compile result. */

@@ -302,18 +302,28 @@ export class MemoryDatapath implements Datapath {
     if (dir === 'ingress' && peer === IDENTITY_HOST) return this.allow(ep.endpointId, p, t, peer, 0, 'host', now);
     if (!enforced) return this.allow(ep.endpointId, p, t, peer, 0, 'unenforced', now);
 
-    let rule = this.lookup(ep.endpointId, dir, peer, t) ?? this.lookup(ep.endpointId, dir, IDENTITY_ANY, t)
-      // Pods also match "any pod" entries (bpf/lib/policy.h).
-      ?? (isLabelIdentity(peer) ? this.lookup(ep.endpointId, dir, IDENTITY_CLUSTER_POD, t) : undefined);
+    // bpf/lib/policy.h: the first lookup that answers decides, unless its entry redirects
+    // to the L7 proxy and a later lookup finds one that does not (that one wins).
+    const peers = [peer, IDENTITY_ANY];
+    // Pods also match "any pod" entries.
+    if (isLabelIdentity(peer)) peers.push(IDENTITY_CLUSTER_POD);
+    let rule: PolicyEntry | undefined;
     let by: Verdict['by'] = 'policy';
-    if (!rule) {
+    const consider = (e: PolicyEntry | undefined, how: Verdict['by']) => {
+      if (e && (!rule || (rule.proxyPort !== 0 && e.proxyPort === 0))) {
+        rule = e;
+        by = how;
+      }
+    };
+    for (const id of peers) {
+      consider(this.lookup(ep.endpointId, dir, id, t), 'policy');
+      if (rule && rule.proxyPort === 0) break;
+    }
+    if (!rule || rule.proxyPort !== 0) {
       const ip = parseIpv4(remote);
       const own = [...this.cidrs.values()].filter((c) => c.endpointId === ep.endpointId && c.direction === dir);
       const cidrId = ip === undefined ? undefined : lpm(own.map((c) => [c.cidr, c.identity]), ip);
-      if (cidrId) {
-        rule = this.lookup(ep.endpointId, dir, cidrId, t);
-        by = 'cidr';
-      }
+      if (cidrId) consider(this.lookup(ep.endpointId, dir, cidrId, t), 'cidr');
     }
     if (!rule) {
       // A flow the current policy no longer allows loses its reply path too.
