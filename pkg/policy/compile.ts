@@ -944,7 +944,8 @@ function subtractRanges(lo: number, hi: number, cover: PortRanges): PortRanges {
  * redirecting entry never keeps the ports a plain allow covers for the same peers: the
  * same peer, any peer, and any pod for a pod peer (the plain entry is found by the same
  * or a later lookup of bpf/lib/policy.h, which takes a plain entry over a redirecting
- * one). Fully covered: it loses its redirect. Partly covered: it is cut to the
+ * one). Fully covered: it is left out (the plain entries allow it all and name the
+ * rule that does). Partly covered: it is cut to the
  * uncovered port ranges (one entry per piece, merged with an equal-keyed redirecting
  * entry). So within one peer, redirecting and plain TCP entries never overlap and the
  * policy map's longest-prefix match cannot prefer a redirect where a plain allow
@@ -980,11 +981,9 @@ function finishSlots(slots: Map<string, Slot>, policy: PolicyEntry[], l7: L7Rule
     const lo = e.port === 0 ? 1 : e.port;
     const hi = e.port === 0 ? 65535 : e.endPort;
     const rest = cover.length ? subtractRanges(lo, hi, cover) : [[lo, hi] as [number, number]];
-    if (rest.length === 0) {
-      e.proxyPort = 0;
-      policy.push(e);
-      continue;
-    }
+    // Fully covered: the plain entries already allow all of it, and they name the rule
+    // that lets every request through.
+    if (rest.length === 0) continue;
     const whole = rest.length === 1 && rest[0]![0] === lo && rest[0]![1] === hi;
     const pieces = whole ? [e] : rest.map(([a, b]) => ({ ...e, port: a, endPort: b }));
     for (const piece of pieces) {

@@ -130,4 +130,74 @@ describe('PolicyDecider', () => {
     const d = new PolicyDecider((): CompileResult | undefined => undefined);
     expect(d.decide({ srcIp: '10.0.0.1', srcPort: 1, dstIp: '10.0.0.2', dstPort: 80 }, req('GET', '/')).allowed).toBe(false);
   });
+
+  /**
+   * The union across lookups, per direction: an http rule naming pod x/b plus a second
+   * policy whose rule reaches x/b through another lookup (ipBlock, any peer, any pod).
+   */
+  describe('union with rules found by other lookups', () => {
+    type Rule = { peers?: Record<string, unknown>[]; ports: { port: number; http?: { path: string }[] }[] };
+    interface Case {
+      name: string;
+      other: (c: TestCluster) => Rule;
+      /** Requests (method path) and whether each is allowed, and by which policy. */
+      want: [string, string, boolean, string?][];
+    }
+    const cases: Case[] = [
+      {
+        name: 'an ipBlock allow covering the pod, without http: every request',
+        other: (c) => ({ peers: [{ ipBlock: { cidr: `${c.ipOf('x/b').split('.').slice(0, 2).join('.')}.0.0/16` } }], ports: [{ port: 80 }] }),
+        want: [['GET', '/public', true], ['POST', '/admin', true, 'NetworkPolicy:x/other'], ['DELETE', '/', true]],
+      },
+      {
+        name: 'an any-peer rule with other http rules: the union',
+        other: () => ({ ports: [{ port: 80, http: [{ path: '/any' }] }] }),
+        want: [
+          ['GET', '/public', true, 'PalisadeNetworkPolicy:x/l7'], ['POST', '/any', true, 'PalisadeNetworkPolicy:x/other'],
+          ['POST', '/public', false], ['GET', '/admin', false],
+        ],
+      },
+      {
+        name: 'a namespaceSelector {} rule without http: every request',
+        other: () => ({ peers: [{ namespaceSelector: {} }], ports: [{ port: 80 }] }),
+        want: [['GET', '/public', true], ['POST', '/admin', true, 'NetworkPolicy:x/other']],
+      },
+      {
+        name: 'a namespaceSelector {} rule with other http rules: the union',
+        other: () => ({ peers: [{ namespaceSelector: {} }], ports: [{ port: 80, http: [{ method: 'PUT' } as never] }] }),
+        want: [['GET', '/public', true, 'PalisadeNetworkPolicy:x/l7'], ['PUT', '/admin', true, 'PalisadeNetworkPolicy:x/other'], ['GET', '/admin', false]],
+      },
+      {
+        name: 'an ipBlock rule excepting the pod, without http: still filtered',
+        other: (c) => ({ peers: [{ ipBlock: { cidr: `${c.ipOf('x/b').split('.').slice(0, 2).join('.')}.0.0/16`, except: [`${c.ipOf('x/b')}/32`] } }], ports: [{ port: 80 }] }),
+        want: [['GET', '/public', true], ['POST', '/admin', false, 'PalisadeNetworkPolicy:x/l7']],
+      },
+    ];
+    const specFor = (dir: 'ingress' | 'egress', r: Rule): Partial<NetworkPolicySpec> => {
+      const rule = { ...(r.peers ? { [dir === 'ingress' ? 'from' : 'to']: r.peers } : {}), ports: r.ports };
+      return (dir === 'ingress'
+        ? { podSelector: pod('a'), ingress: [rule] }
+        : { podSelector: pod('a'), policyTypes: ['Egress'], egress: [rule] }) as Partial<NetworkPolicySpec>;
+    };
+    for (const dir of ['ingress', 'egress'] as const) {
+      for (const k of cases) {
+        test(`${dir}: http rule on pod b + ${k.name}`, () => {
+          const c = upstreamModel({ l7ProxyPort: PROXY });
+          c.policy('x', 'l7', specFor(dir, { peers: [{ podSelector: pod('b') }], ports: [{ port: 80, http: [{ method: 'GET', path: '/public(/.*)?' } as never] }] }), 'PalisadeNetworkPolicy');
+          const other = k.other(c);
+          c.policy('x', 'other', specFor(dir, other), other.ports.some((p) => p.http) ? 'PalisadeNetworkPolicy' : 'NetworkPolicy');
+          expect(c.problems()).toEqual([]);
+          const d = deciderFor(c, 'x/a');
+          const k2 = dir === 'ingress' ? conn(c, 'x/b', 'x/a') : conn(c, 'x/a', 'x/b');
+          for (const [method, path, allowed, policy] of k.want) {
+            const v = d.decide(k2, req(method, path));
+            expect(v.allowed, `${method} ${path}`).toBe(allowed);
+            // x/a's side is the one with rules (x/b is not isolated).
+            expect(v.direction).toBe(dir);
+            if (policy) expect(v.policy, `${method} ${path}`).toBe(policy);
+          }
+        });
+      }
+    }
+  });
 });
