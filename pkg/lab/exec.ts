@@ -86,6 +86,19 @@ export function pidMatches(pid: number, marker: string): boolean {
   }
 }
 
+/**
+ * Whether `pid` runs with `dir` as a whole argument or as the directory of an argument, so
+ * that lab `a`'s directory never matches a process of lab `ab`.
+ */
+export function pidUsesDir(pid: number, dir: string): boolean {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.some((a) => a === dir || a.startsWith(`${dir}/`));
+  } catch {
+    return false;
+  }
+}
+
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -25,7 +25,7 @@ import { request } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { killAll, pidAlive, pidMatches, run, sleep, startDetached } from './exec.ts';
+import { killAll, pidAlive, pidMatches, pidUsesDir, run, sleep, startDetached } from './exec.ts';
 import { invokeCni, type CniCall } from './cni.ts';
 import { KubeClient, type Json } from './kube.ts';
 import { AGENT_POD_LABELS, DEFAULT_AGENT_NAMESPACE, DEFAULT_AGENT_PORT } from '../inspect/agents.ts';
@@ -219,8 +219,8 @@ export async function destroyLab(name: string, log: (l: string) => void = () => 
   }
   const pids = new Set<number>();
   for (const ns of netnses) for (const p of await netnsPids(ns)) pids.add(p);
-  for (const p of state?.pods ?? []) if (pidMatches(p.serverPid, dir)) pids.add(p.serverPid);
-  if (state && pidMatches(state.apiPid, dir)) pids.add(state.apiPid);
+  for (const p of state?.pods ?? []) if (pidUsesDir(p.serverPid, dir)) pids.add(p.serverPid);
+  if (state && pidUsesDir(state.apiPid, dir)) pids.add(state.apiPid);
   pids.delete(process.pid);
   await killAll([...pids]);
   // Pods first: deleting a pod namespace removes its veth, whose peer lives in a node.
@@ -827,7 +827,7 @@ export async function describeLab(name: string): Promise<Json> {
   out.nodes = state.nodes;
   out.kept = state.kept;
   out.cni = state.cni;
-  out.apiServer = pidMatches(state.apiPid, dir) ? 'running' : 'not running';
+  out.apiServer = pidUsesDir(state.apiPid, dir) ? 'running' : 'not running';
   out.kubelet = isKubeletOf(state.kubeletPid ?? 0, dir) ? 'running' : 'not running';
   out.up = out.apiServer === 'running';
   out.kubeconfig = join(dir, 'kubeconfig');
