@@ -3,10 +3,11 @@
  * agent picks its endpoints up again after a restart.
  *
  * ADD, per attachment (container id + ifname), serialized per attachment:
- *   lease an address and record `creating` (written together) ▶ veth pair + addresses +
+ *   lease an address (its write runs on) and record `creating` ▶ veth pair + addresses +
  *   routes ▶ attach the programs to the host veth ▶ register the endpoint through the
  *   realizer (in Kubernetes mode it resolves once the pod's policy is in the datapath) ▶
- *   record `ready`. Any failure undoes every step already taken, in reverse.
+ *   the lease on disk ▶ record `ready`. Any failure undoes every step already taken, in
+ *   reverse.
  * DEL removes the datapath entries, the veth, the programs' attachment and the lease;
  * it succeeds when any of them is already gone. Different attachments proceed
  * concurrently; the IPAM picks addresses synchronously and batches its writes.
@@ -199,18 +200,20 @@ export class EndpointManager {
         hostIfName: hostIfName(req.containerId, req.ifName), hostMac: macs.host, podMac: macs.pod,
         mtu: req.mtu ?? this.o.defaultMtu, ifindex: 0, createdAt: new Date().toISOString(),
       };
-      // The lease and the `creating` record go to disk at the same time: after a crash
-      // in between, the next start releases a lease no record explains, and undoes a
-      // `creating` record. Both exist on disk before any kernel object does.
+      // The `creating` record is written before any kernel object exists (an agent
+      // crash after this point is undone on the next start). The lease's fsync runs on
+      // meanwhile and is awaited before ADD reports success: the address is only
+      // reported once it is durable; if the agent dies first, the `creating` record
+      // undoes the attachment and the lease is released or was never written.
+      const leased = reserved.persisted;
+      leased.catch(() => undefined);
       undo.push({ what: 'removing the record', run: () => this.o.store.remove(req.containerId, req.ifName) });
-      const [leased, saved] = await Promise.allSettled([reserved.persisted, this.o.store.save(record)]);
-      if (leased.status === 'rejected') {
-        throw new EndpointError('PAL_INTERNAL', 'allocating an address', msg(leased.reason), { cause: leased.reason });
+      try {
+        await this.o.store.save(record);
+      } catch (err) {
+        throw new EndpointError('PAL_INTERNAL', 'recording the endpoint', msg(err), { cause: err });
       }
-      if (saved.status === 'rejected') {
-        throw new EndpointError('PAL_INTERNAL', 'recording the endpoint', msg(saved.reason), { cause: saved.reason });
-      }
-      timer.mark('leaseAndRecord');
+      timer.mark('record');
       // Programs are attached while the pod's side is configured; detach is idempotent
       // and succeeds for a link that is gone, so it is on the undo list from here on.
       let attachedIfindex = 0;
@@ -257,6 +260,12 @@ export class EndpointManager {
         throw new EndpointError('PAL_DATAPATH', 'registering the endpoint', msg(err), { cause: err });
       }
       timer.mark('realize');
+      try {
+        await leased;
+      } catch (err) {
+        throw new EndpointError('PAL_INTERNAL', 'allocating an address', msg(err), { cause: err });
+      }
+      timer.mark('leaseDurable');
       record.state = 'ready';
       try {
         await this.o.store.save(record);

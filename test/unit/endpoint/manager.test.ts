@@ -1,5 +1,5 @@
 // The endpoint lifecycle against the in-memory pod network and datapath.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -116,6 +116,22 @@ describe('EndpointManager ADD', () => {
     expect(t.ipam.used).toBe(0);
     expect(t.store.list()).toEqual([]);
     expect(t.podnet.links.size).toBe(0);
+  });
+
+  it('a lease that cannot be written undoes the veth, the entries and the record', async () => {
+    const t = await setup();
+    // A non-empty directory where ipam.json goes: the lease's atomic rename fails, after
+    // the veth was made (the write runs beside the interface setup).
+    mkdirSync(join(t.ipam.file, 'x'), { recursive: true });
+    const err = await t.manager.add(req('a')).catch((e: EndpointError) => e);
+    expect((err as EndpointError).code).toBe('PAL_INTERNAL');
+    expect((err as EndpointError).message).toMatch(/allocating an address/);
+    expect(t.podnet.links.size).toBe(0);
+    expect(t.ipam.used).toBe(0);
+    expect(t.store.list()).toEqual([]);
+    expect((await t.datapath.dump()).endpoints).toEqual([]);
+    rmSync(t.ipam.file, { recursive: true });
+    expect((await t.manager.add(req('a'))).state).toBe('ready');
   });
 
   it('an attach failure undoes the veth, the lease and the record', async () => {
