@@ -2,10 +2,12 @@
  * L7 HTTP policy end to end in the lab: real agents (their proxy and the datapath
  * redirect), real pods on two nodes, real HTTP clients and servers. The scenario covers
  * GET /public 200, POST /public 403, GET /admin 403, a header rule, the union with an
- * L3/L4-only policy and an egress rule on the client side (same-node and cross-node
- * pairs); then, in the kept lab, a client in a pod checks a host rule, a policy update
- * between two requests of one keep-alive connection, a large upload and a malformed
- * request. Also runs examples/l7-http.yaml. Needs root and `make build`.
+ * L3/L4-only policy, an egress rule on the client side (same-node and cross-node pairs)
+ * and the union across lookups (an ipBlock allow without http covering pods an http rule
+ * names; an http rule on any pod united with one on those pods); then, in the kept lab,
+ * a client in a pod checks a host rule, a policy update between two requests of one
+ * keep-alive connection, a large upload and a malformed request. Also runs
+ * examples/l7-http.yaml. Needs root and `make build`.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -114,6 +116,39 @@ ${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    . 
         http: {method: DELETE, path: /anything}
         matrix: |
 ${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    D    -    D', 'y/d  D    .    .    -']))}
+  - name: union across lookups on y/d (ipBlock without http, any pod with http)
+    apply:
+      - apiVersion: palisade.dev/v1alpha1
+        kind: PalisadeNetworkPolicy
+        metadata: {name: d-l7, namespace: y}
+        spec:
+          podSelector: {matchLabels: {pod: d}}
+          policyTypes: [Ingress]
+          ingress:
+            - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: x}}, podSelector: {matchExpressions: [{key: pod, operator: In, values: [a, b, c]}]}}]
+              ports: [{port: 80, http: [{method: GET, path: "/public(/.*)?"}]}]
+            - from: [{namespaceSelector: {}}]
+              ports: [{port: 80, http: [{method: POST}]}]
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: d-node0-pods, namespace: y}
+        spec:
+          podSelector: {matchLabels: {pod: d}}
+          ingress: [{from: [{ipBlock: {cidr: 10.244.0.0/24}}], ports: [{port: 80}]}]
+    probes:
+      - {port: 80, protocol: TCP, http: {method: GET, path: /admin}}
+      - {port: 80, protocol: TCP, http: {method: POST, path: /admin}}
+    expect:
+      - port: 80
+        protocol: TCP
+        http: {method: GET, path: /admin}
+        matrix: |
+${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    D', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
+      - port: 80
+        protocol: TCP
+        http: {method: POST, path: /admin}
+        matrix: |
+${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    D    -    D', 'y/d  D    .    .    -']))}
 `;
 
 function indent(s: string): string {
@@ -158,13 +193,13 @@ describePrivileged('L7 HTTP policy in the lab', () => {
     rmSync(tmp, { recursive: true, force: true });
   }, 130_000);
 
-  it('plays the scenario: method, path, header rules, union with L3/L4, egress rule', () => {
+  it('plays the scenario: method, path, header rules, union with L3/L4, egress rule, union across lookups', () => {
     expect(result, labOutput).toBeDefined();
     for (const s of result!.steps) {
       expect(s.error, `${s.name}: ${labOutput}`).toBeUndefined();
       expect(s.mismatches, `${s.name}`).toEqual([]);
     }
-    expect(result!.steps).toHaveLength(3);
+    expect(result!.steps).toHaveLength(4);
   });
 
   it('kubectl get pnp lists the policies with their printer columns', () => {
