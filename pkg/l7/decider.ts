@@ -17,10 +17,13 @@
  */
 import type { Direction } from '../datapath/types.ts';
 import { PROTO_TCP } from '../datapath/types.ts';
-import { l7Applicable } from '../policy/evaluate.ts';
+import { l7Applicable, type L7Applicable } from '../policy/evaluate.ts';
 import type { CompileResult } from '../policy/types.ts';
 import { matchHttpRule } from './match.ts';
 import type { ConnectionInfo, L7Decider, L7Decision, RequestInfo } from './types.ts';
+
+/** Memoized side answers kept per compile result before the memo starts over. */
+const MEMO_LIMIT = 4096;
 
 interface Side {
   endpointId: number;
@@ -32,6 +35,8 @@ export class PolicyDecider implements L7Decider {
   readonly #source: () => CompileResult | undefined;
   #indexed?: CompileResult;
   #byIp = new Map<string, number>();
+  /** `l7Applicable` answers for `#indexed`, by side and port (requests of one connection repeat them). */
+  #applicable = new Map<string, L7Applicable>();
 
   /** `source` returns the latest compile result (undefined before the first one). */
   constructor(source: () => CompileResult | undefined) {
@@ -41,9 +46,25 @@ export class PolicyDecider implements L7Decider {
   #endpointOf(r: CompileResult, ip: string): number | undefined {
     if (this.#indexed !== r) {
       this.#byIp = new Map(r.state.endpoints.map((e) => [e.ipv4, e.endpointId]));
+      this.#applicable.clear();
       this.#indexed = r;
     }
     return this.#byIp.get(ip);
+  }
+
+  /** `l7Applicable` for one side, memoized per compile result (bounded). */
+  #applicableFor(r: CompileResult, s: Side, port: number): L7Applicable {
+    const k = `${s.endpointId}/${s.direction}/${s.remoteIp}/${port}`;
+    let a = this.#applicable.get(k);
+    if (!a) {
+      a = l7Applicable(r, {
+        endpointId: s.endpointId, direction: s.direction, remoteIp: s.remoteIp,
+        protocol: PROTO_TCP, port,
+      });
+      if (this.#applicable.size >= MEMO_LIMIT) this.#applicable.clear();
+      this.#applicable.set(k, a);
+    }
+    return a;
   }
 
   /** The sides that judge this connection: the client's egress first, then the server's ingress. */
@@ -70,10 +91,7 @@ export class PolicyDecider implements L7Decider {
     if (sides.length === 0) return { allowed: false, direction: 'ingress', policy: 'default-deny' };
     let decided: L7Decision | undefined;
     for (const s of sides) {
-      const a = l7Applicable(r, {
-        endpointId: s.endpointId, direction: s.direction, remoteIp: s.remoteIp,
-        protocol: PROTO_TCP, port: conn.dstPort,
-      });
+      const a = this.#applicableFor(r, s, conn.dstPort);
       if (a.kind === 'denied') return { allowed: false, direction: s.direction, policy: 'default-deny' };
       if (a.kind === 'all') {
         // Plain allow (or not enforced): every request, attributed when a rule decided.
