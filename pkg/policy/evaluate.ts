@@ -126,10 +126,10 @@ export function portPrefixLen(lo: number, hi: number, port: number): number {
 }
 
 /**
- * Precedence among matching entries, higher first: a specific peer, then any peer, then
- * any pod (the datapath's lookups, in that order), then the longest match of the policy map's LPM key (exact port
- * or the narrowest aligned block of a range, then every port of the protocol, then every
- * protocol), then the lowest rule id.
+ * Precedence among the matching entries of one lookup (one peer), higher first: the
+ * longest match of the policy map's LPM key (exact port or the narrowest aligned block of
+ * a range, then every port of the protocol, then every protocol), then the lowest rule
+ * id. (The peer rank, first, only matters when entries of several peers are compared.)
  */
 function score(e: PolicyEntry, port: number): [number, number, number] {
   const bits = e.protocol === PROTO_ANY ? -1 : e.port === 0 ? 0 : portPrefixLen(e.port, e.endPort, port);

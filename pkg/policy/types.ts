@@ -47,7 +47,9 @@ export interface CompileResult {
   /**
    * L7 HTTP rules (PalisadeNetworkPolicy), one record per policy entry that redirects to
    * the proxy (`proxyPort` != 0), keyed like that entry. Absent when there are none.
-   * A request to such a peer/port is allowed iff one of `http` matches it.
+   * A request is allowed iff one of the `http` rules of every record whose entry applies
+   * to its peer and port matches it, unless a plain entry applies too (then every
+   * request is): `l7Applicable` in evaluate.ts computes that union (docs/l7.md).
    */
   l7?: L7Rules[];
 }
