@@ -29,11 +29,14 @@ app.kubernetes.io/component: agent
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
-{{/* Where kubelet probes reach the health server: a wildcard bind is probed on loopback. */}}
+{{/*
+Where kubelet probes reach the health server: a wildcard bind is probed on loopback; hostIP
+gives no host, so kubelet probes the pod IP, which is the node's IP (host network).
+*/}}
 {{- define "palisade.probeHost" -}}
 {{- if or (eq .Values.healthBindAddress "0.0.0.0") (eq .Values.healthBindAddress "::") -}}
 127.0.0.1
-{{- else -}}
+{{- else if ne .Values.healthBindAddress "hostIP" -}}
 {{- .Values.healthBindAddress -}}
 {{- end -}}
 {{- end -}}
@@ -52,9 +55,11 @@ at their "automatic" value (mtu 0, podCIDRSource node) are omitted so the agent 
   "remove-cni-conf-on-shutdown" .Values.removeCniConfOnShutdown
   "log-level" .Values.logLevel
   "health-port" .Values.healthPort
-  "health-bind-address" .Values.healthBindAddress
   "l7-proxy-port" .Values.l7ProxyPort
 -}}
+{{- if ne .Values.healthBindAddress "hostIP" -}}
+{{- $_ := set $c "health-bind-address" .Values.healthBindAddress -}}
+{{- end -}}
 {{- if ne (int .Values.mtu) 0 -}}
 {{- $_ := set $c "mtu" .Values.mtu -}}
 {{- end -}}

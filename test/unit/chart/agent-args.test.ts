@@ -25,9 +25,10 @@ describe.skipIf(!helm)('the agent command line the chart renders', () => {
     const cm = objs.find((o) => o.kind === 'ConfigMap');
     const config = join(work, 'agent.json');
     writeFileSync(config, cm.data['agent.json']);
-    // What the kubelet does: mount the ConfigMap, expand $(NODE_NAME) from the env.
+    // What the kubelet does: mount the ConfigMap, expand $(NODE_NAME) and $(HOST_IP) from the env.
     const args = (ds.spec.template.spec.containers[0].args as string[])
-      .map((a) => (a === '/etc/palisade/agent.json' ? config : a.replace('$(NODE_NAME)', 'kind-worker')));
+      .map((a) => (a === '/etc/palisade/agent.json' ? config
+        : a.replace('$(NODE_NAME)', 'kind-worker').replace('$(HOST_IP)', '172.18.0.3')));
 
     let opts;
     try {
@@ -42,7 +43,7 @@ describe.skipIf(!helm)('the agent command line the chart renders', () => {
     }
     expect(opts).toMatchObject({
       mode: 'kubernetes', nodeName: 'kind-worker', bpffsRoot: '/run/pal-bpf', stateDir: '/var/lib/palisade',
-      apiSocket: '/var/run/palisade/cni.sock', logLevel: 'warn', mtu: 1400,
+      apiSocket: '/var/run/palisade/cni.sock', logLevel: 'warn', mtu: 1400, healthBindAddress: '172.18.0.3',
     });
   });
 });

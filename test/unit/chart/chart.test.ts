@@ -112,11 +112,23 @@ describe.skipIf(!helm)('helm chart charts/palisade', () => {
     expect(hostPathOf('xtables-lock')).toEqual({ path: '/run/xtables.lock', type: 'FileOrCreate' });
   });
 
-  it('probes /healthz and /readyz on the loopback health port', () => {
+  it('binds the health listener to the node IP by default and probes it there', () => {
     const get = (p: { httpGet: object }) => p.httpGet;
-    expect(get(agent.livenessProbe)).toEqual({ host: '127.0.0.1', port: 9876, path: '/healthz' });
-    expect(get(agent.startupProbe)).toEqual({ host: '127.0.0.1', port: 9876, path: '/healthz' });
-    expect(get(agent.readinessProbe)).toEqual({ host: '127.0.0.1', port: 9876, path: '/readyz' });
+    // No host: kubelet probes the pod IP, which is the node's IP on the host network.
+    expect(get(agent.livenessProbe)).toEqual({ port: 9876, path: '/healthz' });
+    expect(get(agent.startupProbe)).toEqual({ port: 9876, path: '/healthz' });
+    expect(get(agent.readinessProbe)).toEqual({ port: 9876, path: '/readyz' });
+    expect(agent.env).toContainEqual({ name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+  });
+
+  it('probes a loopback-bound health listener on loopback, and passes the address in the config', () => {
+    const local = find(render(['healthBindAddress=127.0.0.1']), 'DaemonSet').spec.template.spec.containers[0];
+    expect(local.livenessProbe.httpGet).toEqual({ host: '127.0.0.1', port: 9876, path: '/healthz' });
+    expect(local.readinessProbe.httpGet).toEqual({ host: '127.0.0.1', port: 9876, path: '/readyz' });
+    expect(local.args).toEqual(['--config', '/etc/palisade/agent.json', '--node-name', '$(NODE_NAME)']);
+    expect(local.env.map((e: { name: string }) => e.name)).not.toContain('HOST_IP');
+    const cfg = JSON.parse(find(render(['healthBindAddress=127.0.0.1']), 'ConfigMap', 'palisade-config').data['agent.json']);
+    expect(cfg['health-bind-address']).toBe('127.0.0.1');
   });
 
   it('runs the agent privileged by default, or with only the listed capabilities', () => {
@@ -154,11 +166,12 @@ describe.skipIf(!helm)('helm chart charts/palisade', () => {
     const cfg = JSON.parse(find(objs, 'ConfigMap', 'palisade-config').data['agent.json']);
     expect(cfg).toEqual({
       'api-socket': '/var/run/palisade/cni.sock', 'bpffs-root': '/sys/fs/bpf', 'cni-conf-dir': '/etc/cni/net.d',
-      'health-bind-address': '127.0.0.1', 'health-port': 9876, 'log-level': 'info',
+      'health-port': 9876, 'log-level': 'info',
       'remove-cni-conf-on-shutdown': true, 'state-dir': '/var/lib/palisade', 'l7-proxy-port': 15001,
     });
     // Kubernetes expands $(NODE_NAME) in args from the container's env.
-    expect(agent.args).toEqual(['--config', '/etc/palisade/agent.json', '--node-name', '$(NODE_NAME)']);
+    expect(agent.args).toEqual(['--config', '/etc/palisade/agent.json', '--node-name', '$(NODE_NAME)',
+      '--health-bind-address', '$(HOST_IP)']);
     const changed = render(['mtu=1450', 'logLevel=warn', 'podCIDRSource=static', 'staticPodCIDR=10.9.0.0/24']);
     const cfg2 = JSON.parse(find(changed, 'ConfigMap').data['agent.json']);
     expect([cfg2.mtu, cfg2['log-level'], cfg2['pod-cidr']]).toEqual([1450, 'warn', '10.9.0.0/24']);
