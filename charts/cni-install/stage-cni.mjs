@@ -4,7 +4,9 @@
 //   OUT/palisade                   POSIX sh launcher (the CNI `type: palisade` binary)
 //   OUT/palisade.d-<hash>/node     the Node.js binary
 //   OUT/palisade.d-<hash>/lib/     its dynamic loader and shared libraries (from ldd)
-//   OUT/palisade.d-<hash>/app/     the shim's compiled files and a {"type":"module"} marker
+//   OUT/palisade.d-<hash>/app/     the shim: the single-file bundle palisade-cni.mjs (built
+//                                  by `make build-ts`, cmd/palisade-cni-bundle.ts), the
+//                                  files it loads lazily, and a {"type":"module"} marker
 //   OUT/install-cni.sh             installs OUT into a CNI bin dir (atomic rename)
 //
 // The launcher runs node through the bundled loader with --library-path and
@@ -13,14 +15,17 @@
 // next to the old one and the launcher switches with one rename.
 //
 // The shim must import only node: builtins and its own files; anything else (an npm
-// package, a native addon) fails the staging with the offending import named.
+// package, a native addon) fails the staging with the offending import named. The
+// bundle is the default entry because the plugin starts once per pod and command: one
+// module to load instead of the whole dist/pkg/cni graph (docs/cni.md). A bundle older
+// than the tsc output next to it is refused, as bin/palisade-cni never runs a stale one.
 //
 // Used by .ci/Dockerfile and by test/unit/chart/cni-install.test.ts.
-//   node stage-cni.mjs --dist DIR --node FILE --out DIR [--entry cmd/palisade-cni.js]
+//   node stage-cni.mjs --dist DIR --node FILE --out DIR [--entry palisade-cni.mjs]
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { builtinModules } from 'node:module';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 
 function fail(msg) {
@@ -28,13 +33,18 @@ function fail(msg) {
   process.exit(1);
 }
 
+/** The single-file shim `make build-ts` writes (cmd/palisade-cni-bundle.ts). */
+const DEFAULT_ENTRY = 'palisade-cni.mjs';
+/** The tsc output the bundle is built from; a bundle older than it is stale. */
+const UNBUNDLED_ENTRY = 'cmd/palisade-cni.js';
+
 function parseArgs(argv) {
-  const opts = { entry: 'cmd/palisade-cni.js' };
+  const opts = { entry: DEFAULT_ENTRY };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i]?.replace(/^--/, '');
     const val = argv[i + 1];
     if (!['dist', 'node', 'out', 'entry'].includes(key ?? '') || val === undefined) {
-      fail('usage: stage-cni.mjs --dist DIR --node FILE --out DIR [--entry cmd/palisade-cni.js]');
+      fail(`usage: stage-cni.mjs --dist DIR --node FILE --out DIR [--entry ${DEFAULT_ENTRY}]`);
     }
     opts[key] = val;
   }
@@ -44,6 +54,8 @@ function parseArgs(argv) {
 
 // Static `import ... from`, `export ... from`, bare `import '...'` and literal `import('...')`.
 const IMPORT_RE = /(?:\bfrom\s*|\bimport\s*\(?\s*)(['"])([^'"]+)\1/g;
+// `new URL('./x.js', import.meta.url)`: how the bundle names a lazily imported sibling.
+const URL_RE = /\bnew\s+URL\(\s*(['"])([^'"]+)\1\s*,\s*import\.meta\.url\s*\)/g;
 const builtins = new Set(builtinModules);
 
 /** Files (relative to dist) the entry needs, in a stable order; fails on foreign imports. */
@@ -57,7 +69,7 @@ export function importClosure(dist, entry) {
     if (!existsSync(file)) fail(`${rel}: not found in ${dist} (run the TypeScript build first)`);
     seen.add(rel);
     const src = readFileSync(file, 'utf8').replace(/\/\/# sourceMappingURL=.*$/m, '');
-    for (const m of src.matchAll(IMPORT_RE)) {
+    for (const m of [...src.matchAll(IMPORT_RE), ...src.matchAll(URL_RE)]) {
       const spec = m[2];
       if (spec.startsWith('node:') || builtins.has(spec)) continue;
       if (!spec.startsWith('./') && !spec.startsWith('../')) {
@@ -69,6 +81,19 @@ export function importClosure(dist, entry) {
     }
   }
   return [...seen].sort();
+}
+
+/** Fails when the default entry, the bundle, is missing or older than the tsc output. */
+function checkBundle(dist, entry) {
+  if (entry !== DEFAULT_ENTRY) return;
+  const bundle = join(dist, DEFAULT_ENTRY);
+  if (!existsSync(bundle)) {
+    fail(`${DEFAULT_ENTRY}: not found in ${dist} (run make build-ts, or node dist/cmd/palisade-cni-bundle.js after tsc)`);
+  }
+  const tsc = join(dist, UNBUNDLED_ENTRY);
+  if (existsSync(tsc) && statSync(tsc).mtimeMs > statSync(bundle).mtimeMs) {
+    fail(`${DEFAULT_ENTRY}: older than ${UNBUNDLED_ENTRY}, rebuild it (node dist/cmd/palisade-cni-bundle.js)`);
+  }
 }
 
 /** The dynamic loader and libraries `node` links against, as absolute paths ([] if static). */
@@ -97,6 +122,7 @@ function main() {
   const opts = parseArgs(process.argv.slice(2));
   const dist = resolve(opts.dist);
   const out = resolve(opts.out);
+  checkBundle(dist, opts.entry);
   const files = importClosure(dist, opts.entry);
   const { loader, libs } = sharedLibraries(resolve(opts.node));
 
@@ -110,7 +136,7 @@ function main() {
       mkdirSync(dirname(join(tree, 'app', f)), { recursive: true });
       copyFileSync(join(dist, f), join(tree, 'app', f));
     }
-    // Marks the shim's .js files as ESM and stops node's package.json lookup at app/.
+    // Marks the shim's .js files (the lazily loaded ones next to the bundle) as ESM and stops node's package.json lookup at app/.
     writeFileSync(join(tree, 'app', 'package.json'), '{"type":"module"}\n');
     copyFileSync(resolve(opts.node), join(tree, 'node'));
     chmodSync(join(tree, 'node'), 0o755);
