@@ -139,6 +139,13 @@ export interface Datapath {
   applyServices?(services: readonly ServiceEntry[]): Promise<void>;
   /** Translation counters (summed over CPUs); with applyServices. */
   serviceCounters?(): Promise<ServiceCounters>;
+  /**
+   * How the programs were attached by the most recent successful attach: `tcx`, or
+   * `clsact` (asked for, or the fallback where the kernel has no tcx). Undefined before
+   * the first attach, and for datapaths that attach nothing. Optional; PalisadeNode and
+   * /v1/status report it as `datapathMode` (docs/inspect.md).
+   */
+  attachMode?(): 'tcx' | 'clsact' | undefined;
   /** Releases file descriptors and readers; leaves programs, pins and maps in place. */
   close(): Promise<void>;
 }
