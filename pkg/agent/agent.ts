@@ -197,6 +197,7 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
       ? (id) => controlPlane.endpointDetails!(id)
       : () => ({ identity: 256, ingressEnforced: false, egressEnforced: false, policies: [], revision: 0 }),
     version: inspection.version,
+    datapathMode: inspection.datapathMode,
     flows: inspection.flows,
     identities: inspection.identities,
     mapUsage: inspection.mapUsage,

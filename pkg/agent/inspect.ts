@@ -32,7 +32,10 @@ export interface InspectionOptions {
   log: LogFn;
   /** Flow records kept (default 8192). */
   flowCapacity?: number;
-  /** For PalisadeNode.status.datapathMode. */
+  /**
+   * The configured attach mode (`--attach`) or the test datapath's name: reported until
+   * the datapath tells what it did (Datapath.attachMode, after its first attach).
+   */
   datapathMode?: string;
 }
 
@@ -44,6 +47,12 @@ export interface Inspection {
    */
   record(r: FlowRecord): void;
   version: string;
+  /**
+   * PalisadeNode.status.datapathMode and /v1/status `datapathMode`: the attach mode the
+   * datapath actually used last (clsact where tcx was asked for and the kernel has none),
+   * else the configured one.
+   */
+  datapathMode(): string | undefined;
   identities(): number;
   mapUsage(): Promise<readonly MapUsage[]>;
   /**
@@ -80,6 +89,8 @@ export function startInspection(o: InspectionOptions): Inspection {
         : undefined;
     },
   }, (err) => o.log('warn', 'flow record dropped', { error: err.message }));
+
+  const datapathMode = (): string | undefined => o.datapath.attachMode?.() ?? o.datapathMode;
 
   let dumped: { at: number; usage: Promise<readonly MapUsage[]> } | undefined;
   const readMaps = (): Promise<readonly MapUsage[]> => {
@@ -129,6 +140,7 @@ export function startInspection(o: InspectionOptions): Inspection {
     // A record without peers goes to the store as is, which refuses it with a clear error.
     record: (r) => flows.record(r?.src?.ip && r.dst?.ip ? { ...r, src: named(r.src), dst: named(r.dst) } : r),
     version,
+    datapathMode,
     identities: () => cp?.lastCompile?.()?.identities.size ?? 0,
     mapUsage: readMaps,
     startStatus(api, notReadyReason) {
@@ -136,7 +148,7 @@ export function startInspection(o: InspectionOptions): Inspection {
       publisherStarting = startStatusPublisher({
         api,
         sources: {
-          node: o.node, version, datapathMode: o.datapathMode,
+          node: o.node, version, datapathMode,
           endpoints: endpointFacts,
           notReadyReason,
           revision: () => cp?.revision() ?? 0,

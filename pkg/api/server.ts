@@ -38,6 +38,8 @@ export interface ApiDeps extends CniHandlerDeps {
   version?: string;
   /** The flow store behind GET /v1/flows (route absent without it). */
   flows?: FlowStore;
+  /** How the datapath attaches (`tcx`, `clsact`, or the test datapath's name). */
+  datapathMode?: () => string | undefined;
   /** Identities in the last compiled policy. */
   identities?: () => number;
   /** eBPF map usage (pkg/status/maps.ts). */
@@ -104,6 +106,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       node: deps.node,
       mode: deps.mode,
       version: deps.version ?? 'unknown',
+      datapathMode: deps.datapathMode?.() ?? null,
       ready: reason === undefined,
       notReadyReason: reason ?? null,
       revision: deps.revision(),

@@ -44,8 +44,12 @@ export interface EndpointFacts {
 export interface ReporterSources {
   node: string;
   version: string;
-  /** How programs attach (`tcx`, `clsact`), or the test datapath's name; absent = not written. */
-  datapathMode?: string;
+  /**
+   * How programs attach (`tcx`, `clsact`), or the test datapath's name; absent = not
+   * written. A function is read at every refresh (the mode in use can change: tcx asked
+   * for, clsact after the kernel refused it).
+   */
+  datapathMode?: string | (() => string | undefined);
   endpoints(): EndpointFacts[];
   /** Why the agent is not ready, or undefined. */
   notReadyReason(): string | undefined;
@@ -175,13 +179,14 @@ export class StatusReporter {
       health = 'degraded';
       message = `maps nearly full: ${full.map((m) => `${m.name} ${m.pressure}%`).join(', ')}`;
     }
+    const mode = typeof sources.datapathMode === 'function' ? sources.datapathMode() : sources.datapathMode;
     const status: Record<string, unknown> = {
       agentVersion: sources.version,
       health,
       message,
       realizedRevision: sources.revision(),
       endpoints,
-      ...(sources.datapathMode ? { datapathMode: sources.datapathMode } : {}),
+      ...(mode ? { datapathMode: mode } : {}),
       mapPressure: pressure,
       maps: maps.map((m) => ({ ...m })),
     };

@@ -90,6 +90,8 @@ export class LinuxDatapath implements Datapath {
   private readonly helper: string;
   private readonly reload: boolean;
   private readonly forceClsact: boolean;
+  /** The mode of the last successful attach (or relink at init); see attachMode(). */
+  private lastAttachMode?: 'tcx' | 'clsact';
   private readonly netns?: string;
   private readonly log: LogFn;
 
@@ -247,6 +249,7 @@ export class LinuxDatapath implements Datapath {
       const r = await this.helperCall(['attach', m[1]!, m[2]!, this.path('progs', prog.name),
         this.path('links', n)]);
       if (r.code !== 0) this.log('warn', 'datapath relink failed', { link: n, error: r.stderr.trim() });
+      else this.lastAttachMode = 'tcx';
     }
   }
 
@@ -400,6 +403,7 @@ export class LinuxDatapath implements Datapath {
           // An interface attached with clsact before (the agent ran with --attach clsact):
           // the filters go once the links are in place, so enforcement never lapses.
           await this.helperCall(['tc-detach', String(ifindex), ...programs.map((p) => p.hook)]);
+          this.lastAttachMode = 'tcx';
           return;
         }
         if (r.code !== 3) {
@@ -425,7 +429,13 @@ export class LinuxDatapath implements Datapath {
         const d = await this.helperCall(['detach', link]);
         if (d.code !== 0) this.log('warn', 'releasing a tcx link after switching to clsact failed', { link, error: d.stderr });
       }
+      this.lastAttachMode = 'clsact';
     });
+  }
+
+  /** Datapath.attachMode: `clsact` also when tcx was asked for and the kernel has none. */
+  attachMode(): 'tcx' | 'clsact' | undefined {
+    return this.lastAttachMode;
   }
 
   detach(ifindex: number): Promise<void> {
