@@ -233,8 +233,10 @@ describePrivileged('datapath on real sockets between network namespaces', () => 
     expect(probe(a, 'tcp', c, 8080)).toBe(true); // nothing attached: nothing enforced
     const fb = new LinuxDatapath({ bpffsRoot: root, netns: node, forceClsact: true });
     try {
+      expect(fb.attachMode()).toBeUndefined();
       await fb.attach(c.ifindex);
       await fb.attach(c.ifindex);
+      expect(fb.attachMode()).toBe('clsact');
       expect(sh('ip', ['netns', 'exec', node, 'tc', 'filter', 'show', 'dev', c.hostIf, 'egress'])).toMatch(/to_pod/);
       expect(probe(a, 'tcp', c, 8080)).toBe(false);
       await fb.detach(c.ifindex);
@@ -247,6 +249,7 @@ describePrivileged('datapath on real sockets between network namespaces', () => 
 
   test('a pod deleted without detach: init removes its stale links; detach still succeeds', async () => {
     await dp.attach(c.ifindex);
+    expect(dp.attachMode()).toBe('tcx');
     const pins = () => sh('ls', [`${root}/palisade/links`]).split('\n').filter((n) => n.startsWith(`${c.ifindex}-`));
     expect(pins()).toHaveLength(2);
     sh('ip', ['-n', node, 'link', 'del', c.hostIf]);
