@@ -4,21 +4,14 @@
  * written by LinuxDatapath from a real compile, against the in-memory model. Pods of any
  * namespace match; the host, another node, and outside addresses do not.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
-import { MemoryDatapath } from '../../../pkg/datapath/memory/datapath.ts';
+import { beforeAll, expect, test } from 'vitest';
 import { emptyState } from '../../../pkg/datapath/types.ts';
 import { diffState } from '../../../pkg/datapath/diff.ts';
 import { IDENTITY_CLUSTER_POD } from '../../../pkg/identity/reserved.ts';
 import { PolicyCompiler } from '../../../pkg/policy/compile.ts';
 import type { ClusterSnapshot, Namespace, NetworkPolicy, Node, Pod } from '../../../pkg/policy/snapshot.ts';
-import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
-import { bpffsDir, buildBpf, dropBpffs, helper, ifindexOf, sh, shQuiet } from '../datapath/env.ts';
-import { frame, modelPacket, type FrameSpec } from '../datapath/packets.ts';
+import { describePrivileged } from '../../helpers/privileged.ts';
+import { useProgRun } from '../../helpers/progrun.ts';
 
 const NODE = 'node-0';
 const POD = '10.244.0.10';
@@ -59,55 +52,15 @@ function snapshot(ifindex: number): ClusterSnapshot {
 }
 
 describePrivileged('any-pod entries (namespaceSelector {}) in the kernel', () => {
-  const prefix = uniquePrefix('cpod');
-  const vethA = `${prefix}a`;
-  const vethB = `${prefix}b`;
-  let root = '';
-  let tmp = '';
-  let dp: LinuxDatapath | undefined;
-  const model = new MemoryDatapath();
-  let ifPod = 0;
-
-  function kernel(spec: FrameSpec): string {
-    const file = join(tmp, 'frame.bin');
-    writeFileSync(file, frame(spec));
-    const prog = join(root, 'palisade', 'progs', spec.direction === 'egress' ? 'from_pod' : 'to_pod');
-    const out = execFileSync(helper, ['test-run', prog, file, String(spec.ifindex), '1']).toString();
-    const retval = Number(out.split(' ')[0]);
-    if (retval === 0) return 'allowed';
-    if (retval === 2) return 'dropped';
-    throw new Error(`unexpected program return ${retval}`);
-  }
-
-  function judge(spec: Omit<FrameSpec, 'ifindex'>): string {
-    const s = { ifindex: ifPod, ...spec };
-    const k = kernel(s);
-    expect(k, `kernel and model disagree on ${JSON.stringify(spec)}`).toBe(model.verdict(modelPacket(s)).verdict);
-    return k;
-  }
+  const rig = useProgRun('cpod');
+  const { judge } = rig;
 
   beforeAll(async () => {
-    buildBpf();
-    tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
-    root = bpffsDir(prefix);
-    sh('ip', ['link', 'add', vethA, 'type', 'veth', 'peer', 'name', vethB]);
-    ifPod = ifindexOf(vethA);
-    dp = new LinuxDatapath({ bpffsRoot: root });
-    await dp.init();
-    const state = new PolicyCompiler().compile(snapshot(ifPod)).state;
+    const state = new PolicyCompiler().compile(snapshot(rig.ifPod)).state;
     expect(state.policy.map((e) => [e.direction, e.peer, e.port])).toEqual([
       ['egress', IDENTITY_CLUSTER_POD, 80], ['ingress', IDENTITY_CLUSTER_POD, 80],
     ]);
-    const change = diffState(state, emptyState());
-    await dp.apply(change);
-    await model.apply(change);
-  });
-
-  afterAll(async () => {
-    await dp?.close();
-    shQuiet('ip', ['link', 'del', vethA]);
-    if (root) dropBpffs(root);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await rig.apply(diffState(state, emptyState()));
   });
 
   test('ingress: pods of this and another namespace pass on the port; a remote node and outside do not', () => {

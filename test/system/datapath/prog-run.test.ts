@@ -4,92 +4,34 @@
  * real one) against maps written by LinuxDatapath, and checks the verdict against both
  * the expectation and the in-memory model (pkg/datapath/memory).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { beforeAll, expect, test } from 'vitest';
 import { ensureBpffs, LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
-import { MemoryDatapath } from '../../../pkg/datapath/memory/datapath.ts';
-import { emptyState, type DatapathChange, type DatapathState, type FlowEvent, type PolicyEntry } from '../../../pkg/datapath/types.ts';
-import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
-import { bpffsDir, buildBpf, dropBpffs, helper, ifindexOf, sh, shQuiet } from './env.ts';
-import { frame, modelPacket, type FrameSpec } from './packets.ts';
+import type { DatapathState, FlowEvent } from '../../../pkg/datapath/types.ts';
+import { describePrivileged } from '../../helpers/privileged.ts';
+import { useProgRun } from '../../helpers/progrun.ts';
+import { allowPeer as allow, change, EP, ID_CIDR, ID_PEER, ID_POD, PEER, POD } from '../../helpers/state.ts';
+import { bpffsDir, dropBpffs, sh } from './env.ts';
+import type { FrameSpec } from './packets.ts';
 
-const POD = '10.244.0.10';
-const PEER = '10.244.0.20';
 const HOST = '192.168.77.1';
-const EP = 100;
-const ID_POD = 1000;
-const ID_PEER = 2000;
-const ID_CIDR = 0x01000001;
 
 describePrivileged('datapath programs under BPF_PROG_TEST_RUN', () => {
-  const prefix = uniquePrefix('prg');
-  const vethA = `${prefix}a`;
-  const vethB = `${prefix}b`;
-  let root = '';
-  let tmp = '';
+  const rig = useProgRun('prg');
+  const { prefix, model, apply: both, judge } = rig;
   let dp: LinuxDatapath;
-  const model = new MemoryDatapath();
-  let ifPod = 0;
   let ifOther = 0;
 
-  const change = (up: Partial<DatapathState>, del: Partial<DatapathState> = {}): DatapathChange =>
-    ({ upsert: { ...emptyState(), ...up }, delete: { ...emptyState(), ...del } });
-  const both = async (c: DatapathChange) => {
-    await dp.apply(c);
-    await model.apply(c);
-  };
-  const allow = (over: Partial<PolicyEntry>): PolicyEntry => ({
-    endpointId: EP, direction: 'ingress', peer: ID_PEER, protocol: 6, port: 80, endPort: 80,
-    ruleId: 1, proxyPort: 0, ...over,
-  });
-
-  /** Runs the frame through the program of its direction; returns 'allowed' | 'dropped'. */
-  function kernel(spec: FrameSpec): string {
-    const file = join(tmp, 'frame.bin');
-    writeFileSync(file, frame(spec));
-    const prog = join(root, 'palisade', 'progs', spec.direction === 'egress' ? 'from_pod' : 'to_pod');
-    const out = execFileSync(helper, ['test-run', prog, file, String(spec.ifindex), '1']).toString();
-    const retval = Number(out.split(' ')[0]);
-    if (retval === 0) return 'allowed';
-    if (retval === 2) return 'dropped';
-    throw new Error(`unexpected program return ${retval}`);
-  }
-
-  /** The kernel's verdict, checked against the model's. */
-  function judge(spec: Omit<FrameSpec, 'ifindex'> & { ifindex?: number }): string {
-    const s = { ifindex: ifPod, ...spec };
-    const k = kernel(s);
-    const m = model.verdict(modelPacket(s)).verdict;
-    expect(k, `kernel and model disagree on ${JSON.stringify(spec)}`).toBe(m);
-    return k;
-  }
   const tcpIn = (dport: number, over: Partial<FrameSpec> = {}): Omit<FrameSpec, 'ifindex'> =>
     ({ direction: 'ingress', src: PEER, dst: POD, protocol: 6, sport: 40000, dport, ...over });
 
   beforeAll(async () => {
-    buildBpf();
-    tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
-    root = bpffsDir(prefix);
-    sh('ip', ['link', 'add', vethA, 'type', 'veth', 'peer', 'name', vethB]);
-    ifPod = ifindexOf(vethA);
-    ifOther = ifindexOf(vethB);
-    dp = new LinuxDatapath({ bpffsRoot: root });
-    await dp.init();
+    dp = rig.dp;
+    ifOther = rig.ifOther;
     await both(change({
-      endpoints: [{ ifindex: ifPod, endpointId: EP, identity: ID_POD, ipv4: POD, ingressEnforced: true, egressEnforced: true }],
+      endpoints: [{ ifindex: rig.ifPod, endpointId: EP, identity: ID_POD, ipv4: POD, ingressEnforced: true, egressEnforced: true }],
       ipcache: [{ cidr: `${POD}/32`, identity: ID_POD }, { cidr: `${PEER}/32`, identity: ID_PEER },
         { cidr: `${HOST}/32`, identity: 1 }],
     }));
-  });
-
-  afterAll(async () => {
-    await dp?.close();
-    shQuiet('ip', ['link', 'del', vethA]);
-    if (root) dropBpffs(root);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
   test('default deny, then an exact-port allow, both directions', async () => {

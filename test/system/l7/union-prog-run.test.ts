@@ -8,75 +8,35 @@
  * (from_pod): at to_pod a packet carrying a socket counts as the proxy's own upstream,
  * and BPF_PROG_TEST_RUN gives every packet a dummy socket.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
-import { emptyState, type DatapathState, type PolicyEntry } from '../../../pkg/datapath/types.ts';
+import { beforeAll, expect, test } from 'vitest';
+import type { DatapathState, PolicyEntry } from '../../../pkg/datapath/types.ts';
 import { IDENTITY_ANY, IDENTITY_CLUSTER_POD } from '../../../pkg/identity/reserved.ts';
-import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
-import { bpffsDir, buildBpf, dropBpffs, helper, ifindexOf, sh, shQuiet } from '../datapath/env.ts';
-import { frame, type FrameSpec } from '../datapath/packets.ts';
+import { describePrivileged } from '../../helpers/privileged.ts';
+import { useProgRun } from '../../helpers/progrun.ts';
+import { change, EP, ID_CIDR, ID_PEER, ID_POD, PEER, POD, policyEntries } from '../../helpers/state.ts';
 
-const POD = '10.244.0.10';
-const PEER = '10.244.0.20';
-const EP = 100;
-const ID_POD = 1000;
-const ID_PEER = 2000;
-const ID_CIDR = 0x01000001;
 const PROXY = 15001;
 
 describePrivileged('L7 union in the datapath (BPF_PROG_TEST_RUN)', () => {
-  const prefix = uniquePrefix('l7u');
-  const vethA = `${prefix}a`;
-  const vethB = `${prefix}b`;
-  let root = '';
-  let tmp = '';
-  let dp: LinuxDatapath | undefined;
-  let ifPod = 0;
+  const rig = useProgRun('l7u');
 
-  const apply = (up: Partial<DatapathState>) =>
-    dp!.apply({ upsert: { ...emptyState(), ...up }, delete: emptyState() });
-  const entry = (over: Partial<PolicyEntry>): PolicyEntry => ({
+  const apply = (up: Partial<DatapathState>) => rig.dp.apply(change(up));
+  const entry = policyEntries({
     endpointId: EP, direction: 'egress', peer: ID_PEER, protocol: 6, port: 0, endPort: 0,
-    ruleId: 1, proxyPort: 0, ...over,
+    ruleId: 1, proxyPort: 0,
   });
 
   /** Runs a TCP SYN from POD to PEER:dport through from_pod. */
-  function egress(dport: number, sport: number): 'allowed' | 'dropped' {
-    const spec: FrameSpec = { direction: 'egress', src: POD, dst: PEER, protocol: 6, sport, dport, ifindex: ifPod };
-    const file = join(tmp, 'frame.bin');
-    writeFileSync(file, frame(spec));
-    const out = execFileSync(helper, ['test-run', join(root, 'palisade', 'progs', 'from_pod'), file, String(ifPod), '1']).toString();
-    const rc = Number(out.split(' ')[0]);
-    if (rc === 0) return 'allowed';
-    if (rc === 2) return 'dropped';
-    throw new Error(`unexpected program return ${rc}`);
-  }
-  const ruleOf = async (sport: number) => (await dp!.conntrack()).find((e) => e.sport === sport)?.ruleId;
+  const egress = (dport: number, sport: number): 'allowed' | 'dropped' =>
+    rig.verdict({ direction: 'egress', src: POD, dst: PEER, protocol: 6, sport, dport, ifindex: rig.ifPod });
+  const ruleOf = async (sport: number) => (await rig.dp.conntrack()).find((e) => e.sport === sport)?.ruleId;
 
   beforeAll(async () => {
-    buildBpf();
-    tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
-    root = bpffsDir(prefix);
-    sh('ip', ['link', 'add', vethA, 'type', 'veth', 'peer', 'name', vethB]);
-    ifPod = ifindexOf(vethA);
-    dp = new LinuxDatapath({ bpffsRoot: root });
-    await dp.init();
     await apply({
-      endpoints: [{ ifindex: ifPod, endpointId: EP, identity: ID_POD, ipv4: POD, ingressEnforced: true, egressEnforced: true }],
+      endpoints: [{ ifindex: rig.ifPod, endpointId: EP, identity: ID_POD, ipv4: POD, ingressEnforced: true, egressEnforced: true }],
       ipcache: [{ cidr: `${POD}/32`, identity: ID_POD }, { cidr: `${PEER}/32`, identity: ID_PEER }],
       cidrs: [{ endpointId: EP, direction: 'egress', cidr: '10.244.0.0/24', identity: ID_CIDR }],
     });
-  });
-
-  afterAll(async () => {
-    await dp?.close();
-    shQuiet('ip', ['link', 'del', vethA]);
-    if (root) dropBpffs(root);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
   const cases: { name: string; port: number; entries: Partial<PolicyEntry>[]; want: 'allowed' | 'dropped'; rule?: number }[] = [

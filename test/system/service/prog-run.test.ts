@@ -4,17 +4,11 @@
  * kernel recorded (pal_svc_nat) compared with MemoryDatapath.send on the same packets.
  * Same hash, same slots, same verdict on the translated packet.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
-import { MemoryDatapath } from '../../../pkg/datapath/memory/datapath.ts';
-import { emptyState, type DatapathChange, type ServiceEntry } from '../../../pkg/datapath/types.ts';
-import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
-import { bpffsDir, buildBpf, dropBpffs, helper, ifindexOf, sh, shQuiet } from '../datapath/env.ts';
-import { frame, modelPacket, type FrameSpec } from '../datapath/packets.ts';
+import { beforeAll, expect, test } from 'vitest';
+import { emptyState, type ServiceEntry } from '../../../pkg/datapath/types.ts';
+import { describePrivileged } from '../../helpers/privileged.ts';
+import { TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, useProgRun } from '../../helpers/progrun.ts';
+import { modelPacket, type FrameSpec } from '../datapath/packets.ts';
 
 const POD = '10.244.0.10';
 const B1 = '10.244.1.11';
@@ -22,18 +16,10 @@ const B2 = '10.244.1.12';
 const B3 = '10.244.2.13';
 const VIP = '10.96.0.50';
 const VIP_EMPTY = '10.96.0.51';
-const TC_ACT_OK = 0;
-const TC_ACT_SHOT = 2;
-const TC_ACT_REDIRECT = 7;
 
 describePrivileged('service translation: kernel and model agree', () => {
-  const prefix = uniquePrefix('spr');
-  const vethA = `${prefix}a`;
-  const vethB = `${prefix}b`;
-  let root = '';
-  let tmp = '';
-  let dp: LinuxDatapath;
-  const model = new MemoryDatapath();
+  const rig = useProgRun('spr', { reload: true });
+  const { model, run: kernel } = rig;
   let ifPod = 0;
 
   const services: ServiceEntry[] = [
@@ -43,26 +29,9 @@ describePrivileged('service translation: kernel and model agree', () => {
       backends: [{ ip: B1, port: 5353 }, { ip: B3, port: 5354 }] },
     { name: 'empty', ip: VIP_EMPTY, port: 80, protocol: 6, affinityTimeoutSec: 0, backends: [] },
   ];
-  const both = async (c: DatapathChange) => {
-    await dp.apply(c);
-    await model.apply(c);
-  };
-
-  function kernel(spec: FrameSpec): number {
-    const file = join(tmp, 'frame.bin');
-    writeFileSync(file, frame(spec));
-    const out = execFileSync(helper, ['test-run', join(root, 'palisade', 'progs', 'from_pod'), file, String(spec.ifindex), '1']).toString();
-    return Number(out.split(' ')[0]);
-  }
 
   beforeAll(async () => {
-    buildBpf();
-    tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
-    root = bpffsDir(prefix);
-    sh('ip', ['link', 'add', vethA, 'type', 'veth', 'peer', 'name', vethB]);
-    ifPod = ifindexOf(vethA);
-    dp = new LinuxDatapath({ bpffsRoot: root, reload: true });
-    await dp.init();
+    ifPod = rig.ifPod;
     const up = {
       ...emptyState(),
       endpoints: [{ ifindex: ifPod, endpointId: 7, identity: 1007, ipv4: POD, ingressEnforced: false, egressEnforced: true }],
@@ -73,16 +42,9 @@ describePrivileged('service translation: kernel and model agree', () => {
         { endpointId: 7, direction: 'egress' as const, peer: 2003, protocol: 0, port: 0, endPort: 0, ruleId: 3, proxyPort: 0 },
       ],
     };
-    await both({ upsert: up, delete: emptyState() });
-    await dp.applyServices(services);
+    await rig.apply({ upsert: up, delete: emptyState() });
+    await rig.dp.applyServices(services);
     await model.applyServices(services);
-  });
-
-  afterAll(async () => {
-    await dp?.close();
-    shQuiet('ip', ['link', 'del', vethA]);
-    if (root) dropBpffs(root);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
   test('TCP and UDP: the same backend for every flow, the same verdict on it', async () => {
@@ -95,7 +57,7 @@ describePrivileged('service translation: kernel and model agree', () => {
         expect(m.translation.action).toBe('translated');
         expect(rc, `flow ${spec.sport}/${protocol} to ${m.packet.dstIp}`).toBe(m.verdict!.verdict === 'allowed' ? TC_ACT_OK : TC_ACT_SHOT);
         if (m.packet.dstIp === B2) translatedToB2++;
-        const nat = (await dp.serviceNat()).find((n) => !n.reverse && n.sport === spec.sport && n.protocol === protocol);
+        const nat = (await rig.dp.serviceNat()).find((n) => !n.reverse && n.sport === spec.sport && n.protocol === protocol);
         if (rc === TC_ACT_OK) expect(nat && `${nat.addr}:${nat.port}`).toBe(`${m.packet.dstIp}:${m.packet.dstPort}`);
         else expect(nat).toBeUndefined(); // a denied flow records nothing
       }
@@ -104,17 +66,17 @@ describePrivileged('service translation: kernel and model agree', () => {
   });
 
   test('no ready backend: redirected back (the ICMP answer) by both, and counted', async () => {
-    const before = (await dp.serviceCounters()).noBackend;
+    const before = (await rig.dp.serviceCounters()).noBackend;
     const spec: FrameSpec = { ifindex: ifPod, direction: 'egress', src: POD, dst: VIP_EMPTY, protocol: 6, sport: 34000, dport: 80 };
     expect(kernel(spec)).toBe(TC_ACT_REDIRECT);
     expect(model.send({ ...modelPacket(spec), now: Date.now() }).translation.action).toBe('reject');
-    expect((await dp.serviceCounters()).noBackend).toBe(before + 1);
+    expect((await rig.dp.serviceCounters()).noBackend).toBe(before + 1);
   });
 
   test('traffic to a pod IP or another port of the ClusterIP is not translated', async () => {
-    const before = (await dp.serviceCounters()).translated;
+    const before = (await rig.dp.serviceCounters()).translated;
     expect(kernel({ ifindex: ifPod, direction: 'egress', src: POD, dst: B1, protocol: 6, sport: 35000, dport: 80 })).toBe(TC_ACT_OK);
     kernel({ ifindex: ifPod, direction: 'egress', src: POD, dst: VIP, protocol: 6, sport: 35001, dport: 81 });
-    expect((await dp.serviceCounters()).translated).toBe(before);
+    expect((await rig.dp.serviceCounters()).translated).toBe(before);
   });
 });

@@ -5,27 +5,13 @@
 import { beforeEach, describe, expect, test } from 'vitest';
 import { MemoryDatapath, type Packet } from '../../../pkg/datapath/memory/datapath.ts';
 import { ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, TCP_ACK, TCP_SYN } from '../../../pkg/datapath/memory/datapath.ts';
-import { emptyState, type DatapathChange, type DatapathState, type FlowEvent, type PolicyEntry } from '../../../pkg/datapath/types.ts';
+import type { FlowEvent } from '../../../pkg/datapath/types.ts';
+import { allowPeer as allow, change, EP, ID_CIDR, ID_PEER, ID_POD, PEER, POD } from '../../helpers/state.ts';
 
-const POD = '10.244.0.10';
-const PEER = '10.244.0.20';
 const HOST = '192.168.1.1';
 const IF_POD = 10;
 const IF_PEER = 20;
-const EP = 100;
 const EP_PEER = 200;
-const ID_POD = 1000;
-const ID_PEER = 2000;
-const ID_CIDR = 0x01000001;
-
-function change(up: Partial<DatapathState>, del: Partial<DatapathState> = {}): DatapathChange {
-  return { upsert: { ...emptyState(), ...up }, delete: { ...emptyState(), ...del } };
-}
-
-const allow = (over: Partial<PolicyEntry>): PolicyEntry => ({
-  endpointId: EP, direction: 'ingress', peer: ID_PEER, protocol: 6, port: 80, endPort: 80,
-  ruleId: 1, proxyPort: 0, ...over,
-});
 
 /** A TCP packet from PEER to POD entering POD (its ingress). */
 const tcpIn = (dport: number, over: Partial<Packet> = {}): Packet => ({
