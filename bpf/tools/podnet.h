@@ -182,6 +182,30 @@ static void set_rp_filter(const char *ifname)
 }
 
 /*
+ * net.ipv6.conf.IFNAME.disable_ipv6=1 in the calling thread's network namespace. Called
+ * on the pod interface before it goes up, so the kernel never gives it a link-local
+ * address and the pod sends no router solicitation, MLD report or DAD probe: Palisade
+ * is IPv4-only and the datapath drops every non-IPv4 frame of an enforced endpoint
+ * (docs/datapath.md), which would only fill the flow log. lo keeps ::1.
+ * Returns 0, also when the kernel has no IPv6 (no such file: nothing to disable), else
+ * -errno.
+ */
+static int disable_ipv6(const char *ifname)
+{
+	char path[96];
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", ifname);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (write(fd, "1", 1) != 1)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/*
  * veth-add HOST HOSTMAC POD PODMAC MTU NETNS IPV4: the pair with the pod end created
  * directly in NETNS (a path), the host end up with rp_filter=1, route IPV4/32 and a
  * permanent neighbour IPV4 -> PODMAC on it. Prints the host ifindex. Exit status
@@ -272,9 +296,9 @@ undo_name: {
 }
 
 /*
- * pod-config NETNS POD IPV4 GATEWAY HOSTMAC, inside NETNS: lo and POD up, IPV4/32 on
- * POD, route GATEWAY scope link, default via GATEWAY, permanent neighbour GATEWAY ->
- * HOSTMAC (the pod never ARPs for its gateway). Changes the calling thread's network
+ * pod-config NETNS POD IPV4 GATEWAY HOSTMAC, inside NETNS: lo up, IPv6 disabled on POD
+ * (disable_ipv6 above), POD up, IPV4/32 on POD, route GATEWAY scope link, default via
+ * GATEWAY, permanent neighbour GATEWAY -> HOSTMAC (the pod never ARPs for its gateway). Changes the calling thread's network
  * namespace: the server runs it on a thread of its own.
  */
 static int cmd_pod_config(char **a)
@@ -303,6 +327,11 @@ static int cmd_pod_config(char **a)
 	if (!err && !ifindex) {
 		step = "finding the pod interface";
 		err = -ENODEV;
+	}
+	if (!err) {
+		/* Before the interface goes up: no link-local address is ever assigned. */
+		step = "disabling IPv6 on the pod interface";
+		err = disable_ipv6(pod);
 	}
 	if (!err) {
 		step = "setting the pod interface up";

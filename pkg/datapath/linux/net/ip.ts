@@ -18,7 +18,18 @@ export interface IpBatchOptions {
   json?: boolean;
   /** `-force`: keep going after a failed command (the exit status still reports it). */
   force?: boolean;
+  /**
+   * Files under /proc/sys to write, in order, before ip runs, in the same namespace (a
+   * `sh` that then execs ip: no extra process). A file that does not exist is skipped (a
+   * kernel without that feature); a failed write fails the run, and ip does not run.
+   */
+  sysctls?: readonly { file: string; value: string }[];
 }
+
+// Positional arguments only, so no value is ever parsed as shell: FILE VALUE ... -- ARGV.
+const SYSCTL_SH = 'while [ "$1" != -- ]; do '
+  + 'if [ -e "$1" ] && ! printf %s "$2" > "$1"; then echo "writing $1 failed" >&2; exit 1; fi; '
+  + 'shift 2; done; shift; exec "$@"';
 
 export const IP_BIN = process.env.PALISADE_IP_BIN ?? 'ip';
 export const NSENTER_BIN = process.env.PALISADE_NSENTER_BIN ?? 'nsenter';
@@ -26,9 +37,18 @@ export const NSENTER_BIN = process.env.PALISADE_NSENTER_BIN ?? 'nsenter';
 /** Runs the commands (one per line, without the leading `ip`) and resolves with the outcome. */
 export function ipBatch(commands: string[], opts: IpBatchOptions = {}): Promise<IpRun> {
   const ipArgs = [...(opts.json ? ['-j'] : []), ...(opts.force ? ['-force'] : []), '-batch', '-'];
+  let ipArgv = [IP_BIN, ...ipArgs];
+  if (opts.sysctls?.length) {
+    for (const s of opts.sysctls) {
+      if (!s.file.startsWith('/proc/sys/') || s.file.includes('..')) {
+        return Promise.reject(new Error(`sysctl file ${s.file}: not under /proc/sys`));
+      }
+    }
+    ipArgv = ['sh', '-c', SYSCTL_SH, 'sh', ...opts.sysctls.flatMap((s) => [s.file, s.value]), '--', ...ipArgv];
+  }
   const [bin, args] = opts.netns
-    ? [NSENTER_BIN, [`--net=${opts.netns}`, IP_BIN, ...ipArgs]]
-    : [IP_BIN, ipArgs];
+    ? [NSENTER_BIN, [`--net=${opts.netns}`, ...ipArgv]]
+    : [ipArgv[0]!, ipArgv.slice(1)];
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];

@@ -4,8 +4,8 @@
  * setup and teardown go over rtnetlink through the persistent helper (`palisade-bpf
  * serve`: veth-add creates the pair with the pod end already in the pod's namespace,
  * brings the host end up and adds route and neighbour to the pod; pod-config sets up
- * the pod side from a thread inside the pod's namespace; link-del). No process starts
- * per pod. Without the helper binary (or for a netns path with whitespace) the same
+ * the pod side from a thread inside the pod's namespace, IPv6 off on its interface;
+ * link-del). No process starts per pod. Without the helper binary (or for a netns path with whitespace) the same
  * steps run as two `ip -batch` processes, one of them under nsenter. check, hostLink and
  * listHostLinks always use iproute2's JSON output (not on the ADD/DEL path).
  */
@@ -36,6 +36,16 @@ interface IpNeigh {
   dev?: string;
   lladdr?: string;
   state?: string[];
+}
+
+/**
+ * net.ipv6.conf.<pod interface>.disable_ipv6=1, written inside the pod's namespace before
+ * its interface goes up (the helper's pod-config does the same): the interface never
+ * gets a link-local address, so the pod sends no router solicitation, MLD report or DAD
+ * probe that the IPv4-only datapath would drop (docs/cni.md). lo is left alone (::1).
+ */
+function podIpv6Off(podIfName: string): { file: string; value: string } {
+  return { file: `/proc/sys/net/ipv6/conf/${podIfName}/disable_ipv6`, value: '1' };
 }
 
 /** Resolves like `p`, reporting how long it took. */
@@ -114,7 +124,7 @@ export class LinuxPodNetwork implements PodNetwork {
       `route add ${s.gateway} dev ${s.podIfName} scope link`,
       `route add default via ${s.gateway} dev ${s.podIfName}`,
       `neigh replace ${s.gateway} lladdr ${s.hostMac} dev ${s.podIfName} nud permanent`,
-    ], { netns: s.netns });
+    ], { netns: s.netns, sysctls: [podIpv6Off(s.podIfName)] });
   }
 
   private async setupHost(s: PodLinkSpec): Promise<PodLinkInfo | 'exists'> {
