@@ -15,33 +15,14 @@ import type {
   NetworkPolicyPeer, NetworkPolicyPort, Node, Pod,
 } from '../../../pkg/policy/snapshot.ts';
 import type { CompileResult } from '../../../pkg/policy/types.ts';
-
-/** mulberry32: small deterministic PRNG. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
-  const chance = (p: number) => next() < p;
-  return { int, pick, chance };
-}
-type R = ReturnType<typeof rng>;
+import { randomLabels, rng, type Rng as R } from './gen-random.ts';
 
 const NODE = 'node-0';
 const NAMESPACES = ['n1', 'n2', 'n3'];
 const VALUES = ['a', 'b', 'c'];
 
 function labels(r: R): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (r.chance(0.7)) out.app = r.pick(VALUES);
-  if (r.chance(0.4)) out.tier = r.pick(VALUES);
-  return out;
+  return randomLabels(r, [['app', 0.7], ['tier', 0.4]], VALUES);
 }
 
 function selector(r: R): LabelSelector {

@@ -2,7 +2,7 @@
  * Differential test of the L7 union: random small clusters with NetworkPolicies and
  * PalisadeNetworkPolicies (http rules on TCP ports), compiled and judged through
  * `l7Applicable` and the datapath model, against a direct reading of the rules written
- * here (no compiler code reused but the IPv4 parser).
+ * here and in oracle-read.ts (no compiler code reused but the IPv4 parser).
  *
  * For every (endpoint, direction, peer, TCP port): the applicable rules are those whose
  * peers match the peer (pod selectors, namespace selectors, `{}`, ipBlock over pod IPs,
@@ -11,35 +11,19 @@
  * are those matching one of the union of their `http` rules. Seeded and reproducible.
  */
 import { describe, expect, test } from 'vitest';
-import { parseIpv4 } from '../../../pkg/policy/ip.ts';
 import { l7Applicable } from '../../../pkg/policy/evaluate.ts';
 import type {
   ContainerPort, LabelSelector, NetworkPolicy, NetworkPolicyPeer, Pod,
 } from '../../../pkg/policy/snapshot.ts';
 import { TestCluster } from './cluster.ts';
+import { randomPeers, rng, type PeerOptions, type Rng as R } from './gen-random.ts';
+import { matches, peerMatches, type Side } from './oracle-read.ts';
 
 const PROXY = 15001;
 const NAMESPACES = ['n1', 'n2', 'n3'];
 const VALUES = ['a', 'b'];
 const OUTSIDE = '172.16.5.5';
 const PORTS = [80, 81, 90];
-
-/** mulberry32: small deterministic PRNG. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
-  const chance = (p: number) => next() < p;
-  return { int, pick, chance };
-}
-type R = ReturnType<typeof rng>;
 
 /** A port entry as written in a policy, `http` included. */
 interface PortEntry {
@@ -54,33 +38,7 @@ function selector(r: R): LabelSelector {
   return r.chance(0.5) ? { matchLabels: { app: r.pick(VALUES) } } : { matchExpressions: [{ key: 'app', operator: 'NotIn', values: [r.pick(VALUES)] }] };
 }
 
-function inCidr(ip: string, cidr: string): boolean {
-  const [net, len] = cidr.split('/') as [string, string];
-  const l = Number(len);
-  if (l === 0) return true;
-  const mask = (0xffffffff << (32 - l)) >>> 0;
-  return ((parseIpv4(ip)! & mask) >>> 0) === ((parseIpv4(net)! & mask) >>> 0);
-}
-
-function randomPeers(r: R, c: TestCluster): NetworkPolicyPeer[] | undefined {
-  if (r.chance(0.25)) return undefined;
-  const out: NetworkPolicyPeer[] = [];
-  const n = 1 + r.int(2);
-  for (let i = 0; i < n; i++) {
-    const kind = r.int(4);
-    if (kind === 0) out.push({ podSelector: selector(r) });
-    else if (kind === 1) out.push({ namespaceSelector: r.chance(0.5) ? {} : { matchLabels: { env: r.pick(VALUES) } } });
-    else if (kind === 2) out.push({ namespaceSelector: { matchLabels: { env: r.pick(VALUES) } }, podSelector: selector(r) });
-    else {
-      const ips = [...c.pods.keys()].map((k) => c.ipOf(k));
-      const ip = r.pick(ips);
-      const cidr = r.pick(['10.244.0.0/16', '10.244.0.0/24', '10.244.1.0/24', '0.0.0.0/0', `${ip}/32`]);
-      const except = cidr.endsWith('/32') || !r.chance(0.4) ? [] : [`${r.pick(ips)}/32`].filter((x) => inCidr(x.split('/')[0]!, cidr));
-      out.push({ ipBlock: { cidr, ...(except.length && { except }) } });
-    }
-  }
-  return out;
-}
+const PEERS: PeerOptions = { none: 0.25, anyNamespace: 0.5, except: 0.4, selector, envs: VALUES };
 
 function randomPorts(r: R, l7: boolean, paths: { n: number }): PortEntry[] | undefined {
   if (r.chance(0.15)) return undefined;
@@ -114,7 +72,7 @@ function randomCluster(seed: number): TestCluster {
     const l7 = r.chance(0.6);
     const dirs = r.int(3);
     const rules = (key: 'from' | 'to') => Array.from({ length: 1 + r.int(2) }, () => {
-      const peers = randomPeers(r, c);
+      const peers = randomPeers(r, c, PEERS);
       const ports = randomPorts(r, l7, paths);
       return { ...(peers && { [key]: peers }), ...(ports && { ports }) };
     });
@@ -128,28 +86,6 @@ function randomCluster(seed: number): TestCluster {
 }
 
 // ---- the oracle ---------------------------------------------------------------------
-
-function matches(sel: LabelSelector, l: Record<string, string>): boolean {
-  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (l[k] !== v) return false;
-  for (const e of sel.matchExpressions ?? []) {
-    if (e.operator === 'NotIn' && e.key in l && e.values!.includes(l[e.key]!)) return false;
-  }
-  return true;
-}
-
-interface Side { pod?: Pod; ip: string }
-
-function peerMatches(c: TestCluster, np: NetworkPolicy, peer: NetworkPolicyPeer, other: Side): boolean {
-  if (peer.ipBlock) {
-    return inCidr(other.ip, peer.ipBlock.cidr) && !(peer.ipBlock.except ?? []).some((x) => inCidr(other.ip, x));
-  }
-  if (!other.pod) return false;
-  const ns = other.pod.metadata.namespace!;
-  if (peer.namespaceSelector) {
-    if (!matches(peer.namespaceSelector, c.namespaces.get(ns)!.metadata.labels!)) return false;
-  } else if (ns !== np.metadata.namespace) return false;
-  return peer.podSelector ? matches(peer.podSelector, other.pod.metadata.labels ?? {}) : true;
-}
 
 function portMatches(p: PortEntry, dst: Side, port: number): boolean {
   if ((p.protocol ?? 'TCP') !== 'TCP') return false;

@@ -1,33 +1,17 @@
 /**
  * Differential test: random small clusters and policies, compiled and evaluated through
  * the datapath model, against a direct reading of the NetworkPolicy rules written
- * independently here (no compiler code reused but the IPv4 parser). Seeded, so a
- * failure names a reproducible case.
+ * independently here and in oracle-read.ts (no compiler code reused but the IPv4
+ * parser). Seeded, so a failure names a reproducible case.
  */
 import { describe, expect, test } from 'vitest';
-import { parseIpv4 } from '../../../pkg/policy/ip.ts';
 import type {
   ContainerPort, LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod,
 } from '../../../pkg/policy/snapshot.ts';
 import { TestCluster } from './cluster.ts';
+import { randomLabels, randomPeers, rng, type Rng as R } from './gen-random.ts';
+import { matches, peerMatches, type Side } from './oracle-read.ts';
 
-/** mulberry32: small deterministic PRNG. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
-  const chance = (p: number) => next() < p;
-  return { int, pick, chance };
-}
-
-type R = ReturnType<typeof rng>;
 const NAMESPACES = ['n1', 'n2', 'n3'];
 const KEYS = ['app', 'tier'];
 const VALUES = ['a', 'b'];
@@ -35,9 +19,7 @@ const PROTOS = ['TCP', 'UDP', 'SCTP'];
 const OUTSIDE = '172.16.5.5';
 
 function labels(r: R): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const k of KEYS) if (r.chance(0.6)) out[k] = r.pick(VALUES);
-  return out;
+  return randomLabels(r, KEYS.map((k) => [k, 0.6] as const), VALUES);
 }
 
 function selector(r: R): LabelSelector {
@@ -74,60 +56,10 @@ function ports(r: R): NetworkPolicyPort[] | undefined {
 }
 
 function peers(r: R, c: TestCluster): NetworkPolicyPeer[] | undefined {
-  if (r.chance(0.2)) return undefined;
-  const out: NetworkPolicyPeer[] = [];
-  const n = 1 + r.int(2);
-  for (let i = 0; i < n; i++) {
-    const kind = r.int(4);
-    if (kind === 0) out.push({ podSelector: selector(r) });
-    else if (kind === 1) out.push({ namespaceSelector: r.chance(0.3) ? {} : { matchLabels: { env: r.pick(VALUES) } } });
-    else if (kind === 2) out.push({ namespaceSelector: { matchLabels: { env: r.pick(VALUES) } }, podSelector: selector(r) });
-    else {
-      const keys = [...c.pods.keys()];
-      const ip = c.ipOf(r.pick(keys));
-      const wide = r.pick(['10.244.0.0/16', '10.244.0.0/24', '10.244.1.0/24', '0.0.0.0/0', `${ip}/32`]);
-      const except = wide.endsWith('/32') || !r.chance(0.5) ? [] : [`${c.ipOf(r.pick(keys))}/32`].filter((x) => x !== wide && inCidr(x.split('/')[0]!, wide));
-      out.push({ ipBlock: { cidr: wide, ...(except.length && { except }) } });
-    }
-  }
-  return out;
-}
-
-function inCidr(ip: string, cidr: string): boolean {
-  const [net, len] = cidr.split('/') as [string, string];
-  const l = Number(len);
-  if (l === 0) return true;
-  const mask = (0xffffffff << (32 - l)) >>> 0;
-  return ((parseIpv4(ip)! & mask) >>> 0) === ((parseIpv4(net)! & mask) >>> 0);
+  return randomPeers(r, c, { none: 0.2, anyNamespace: 0.3, except: 0.5, selector, envs: VALUES });
 }
 
 // ---- the oracle: NetworkPolicy read directly --------------------------------------
-
-function matches(sel: LabelSelector, l: Record<string, string>): boolean {
-  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (l[k] !== v) return false;
-  for (const e of sel.matchExpressions ?? []) {
-    const has = e.key in l;
-    if (e.operator === 'In' && !(has && e.values!.includes(l[e.key]!))) return false;
-    if (e.operator === 'NotIn' && has && e.values!.includes(l[e.key]!)) return false;
-    if (e.operator === 'Exists' && !has) return false;
-    if (e.operator === 'DoesNotExist' && has) return false;
-  }
-  return true;
-}
-
-interface Side { pod?: Pod; ip: string }
-
-function peerMatches(c: TestCluster, np: NetworkPolicy, peer: NetworkPolicyPeer, other: Side): boolean {
-  if (peer.ipBlock) {
-    return inCidr(other.ip, peer.ipBlock.cidr) && !(peer.ipBlock.except ?? []).some((x) => inCidr(other.ip, x));
-  }
-  if (!other.pod) return false;
-  const ns = other.pod.metadata.namespace!;
-  if (peer.namespaceSelector) {
-    if (!matches(peer.namespaceSelector, c.namespaces.get(ns)!.metadata.labels!)) return false;
-  } else if (ns !== np.metadata.namespace) return false;
-  return peer.podSelector ? matches(peer.podSelector, other.pod.metadata.labels ?? {}) : true;
-}
 
 function portMatches(ps: NetworkPolicyPort[] | undefined, dst: Side, proto: string, port: number): boolean {
   if (!ps || ps.length === 0) return true;
