@@ -82,6 +82,10 @@ export function startInspection(o: InspectionOptions): Inspection {
     node: o.node,
     podByIp,
     policyOfRule: (ruleId) => cp?.lastCompile?.()?.rules.get(ruleId)?.policy,
+    podOfEndpoint: (id) => {
+      const r = manager.list().find((e) => e.endpointId === id);
+      return r?.podName ? { namespace: r.podNamespace, name: r.podName } : undefined;
+    },
     endpoint: (id) => {
       if (cp) return cp.lastCompile?.()?.endpoints.get(id);
       return manager.list().some((r) => r.endpointId === id)

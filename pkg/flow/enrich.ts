@@ -6,6 +6,10 @@
  *   `default-deny` (nothing allowed it);
  * - an allowed flow with ruleId 0 of an endpoint not isolated in that direction: `none`;
  * - anything else (host traffic, malformed packets, an unknown endpoint): absent.
+ * A frame that is not IPv4 (an `unsupported-l3` drop: IPv6, or another ethertype) has no
+ * addresses or ports the datapath read (they stay 0.0.0.0/0): its protocol is
+ * `non-IPv4` rather than the meaningless `0`, and the local side is named after the
+ * endpoint's pod (FlowSources.podOfEndpoint), so the drop is attributable.
  */
 import {
   PROTO_ICMP, PROTO_SCTP, PROTO_TCP, PROTO_UDP, type FlowEvent,
@@ -21,7 +25,12 @@ export interface FlowSources {
   policyOfRule(ruleId: number): string | undefined;
   /** A local endpoint by id: its identity and enforcement per direction. */
   endpoint(endpointId: number): { identity?: number; ingressEnforced: boolean; egressEnforced: boolean } | undefined;
+  /** The pod of a local endpoint by id; names the local side of a frame without addresses. */
+  podOfEndpoint?(endpointId: number): { namespace: string; name: string } | undefined;
 }
+
+/** FlowRecord.protocol of a frame that is not IPv4 (drop reason `unsupported-l3`). */
+export const PROTOCOL_NON_IPV4 = 'non-IPv4';
 
 const PROTOCOLS: Record<number, string> = {
   [PROTO_TCP]: 'TCP', [PROTO_UDP]: 'UDP', [PROTO_SCTP]: 'SCTP', [PROTO_ICMP]: 'ICMP',
@@ -57,6 +66,15 @@ export function enrichEvent(e: FlowEvent, src: FlowSources): FlowRecord {
     ruleId: e.ruleId,
   };
   if (e.reason) record.reason = e.reason;
+  if (e.reason === 'unsupported-l3') {
+    record.protocol = PROTOCOL_NON_IPV4;
+    const pod = src.podOfEndpoint?.(e.endpointId);
+    const local = remoteIsSrc ? record.dst : record.src;
+    if (pod) {
+      local.namespace = pod.namespace;
+      local.pod = pod.name;
+    }
+  }
   const enforced = ep ? (e.direction === 'ingress' ? ep.ingressEnforced : ep.egressEnforced) : undefined;
   if (e.ruleId !== 0) {
     const policy = src.policyOfRule(e.ruleId);

@@ -41,7 +41,10 @@ export interface FlowRecord {
   reason?: DropReason | 'http-denied' | 'http-malformed';
   /** The direction of the policy that decided (the local endpoint's point of view). */
   direction: Direction;
-  /** `TCP`, `UDP`, `SCTP`, `ICMP`, or the protocol number as a string. */
+  /**
+   * `TCP`, `UDP`, `SCTP`, `ICMP`, or the protocol number as a string; `non-IPv4` for a
+   * frame that is not IPv4 (reason `unsupported-l3`; its addresses are then 0.0.0.0).
+   */
   protocol: string;
   src: FlowPeer;
   dst: FlowPeer;
