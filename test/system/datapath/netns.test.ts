@@ -8,19 +8,19 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
 import { emptyState, type CidrEntry, type DatapathState, type EndpointEntry, type PolicyEntry } from '../../../pkg/datapath/types.ts';
+import { lineReader, removeNetns, startInNetns, wirePods, type NetnsPod } from '../../helpers/netns.ts';
 import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
-import { bpffsDir, buildBpf, dropBpffs, ifindexOf, repo, sh, shQuiet } from './env.ts';
+import { bpffsDir, buildBpf, dropBpffs, repo, sh } from './env.ts';
 
 const sockTool = new URL('./sock.ts', import.meta.url).pathname;
 const GW = '10.99.0.1';
 const ID_CIDR = 0x01000010;
 const PORTS = '8080,8081,9000,9002,9003';
 
-interface Pod { name: string; ns: string; ip: string; hostIf: string; ifindex: number; id: number; identity: number }
+interface Pod extends NetnsPod { name: string; id: number; identity: number }
 
 describePrivileged('datapath on real sockets between network namespaces', () => {
   const prefix = uniquePrefix('nns');
@@ -63,18 +63,7 @@ describePrivileged('datapath on real sockets between network namespaces', () => 
     const p = spawn('ip', ['netns', 'exec', from.ns, process.execPath, sockTool, 'session', to.ip, String(port)],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     sessions.push(p);
-    const lines: string[] = [];
-    const waiters: ((l: string) => void)[] = [];
-    createInterface({ input: p.stdout! }).on('line', (l) => {
-      const w = waiters.shift();
-      if (w) w(l); else lines.push(l);
-    });
-    const next = (ms: number) => new Promise<string>((res) => {
-      const l = lines.shift();
-      if (l !== undefined) return res(l);
-      const t = setTimeout(() => res('no output'), ms);
-      waiters.push((x) => { clearTimeout(t); res(x); });
-    });
+    const next = lineReader(p);
     return {
       connected: () => next(3000),
       /** Sends a line; resolves with "echo LINE" or "timeout". */
@@ -88,28 +77,10 @@ describePrivileged('datapath on real sockets between network namespaces', () => 
   beforeAll(async () => {
     buildBpf();
     root = bpffsDir(prefix);
-    sh('ip', ['netns', 'add', node]);
-    sh('ip', ['-n', node, 'link', 'set', 'lo', 'up']);
-    sh('ip', ['netns', 'exec', node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    wirePods(node, GW, Object.values(pods));
     for (const p of Object.values(pods)) {
-      sh('ip', ['netns', 'add', p.ns]);
-      sh('ip', ['-n', node, 'link', 'add', p.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.ns]);
-      sh('ip', ['-n', node, 'addr', 'add', `${GW}/32`, 'dev', p.hostIf]);
-      sh('ip', ['-n', node, 'link', 'set', p.hostIf, 'up']);
-      sh('ip', ['-n', node, 'route', 'add', `${p.ip}/32`, 'dev', p.hostIf]);
-      sh('ip', ['-n', p.ns, 'link', 'set', 'lo', 'up']);
-      sh('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
-      sh('ip', ['-n', p.ns, 'link', 'set', 'eth0', 'up']);
-      sh('ip', ['-n', p.ns, 'route', 'add', GW, 'dev', 'eth0', 'scope', 'link']);
-      sh('ip', ['-n', p.ns, 'route', 'add', 'default', 'via', GW, 'dev', 'eth0']);
-      p.ifindex = ifindexOf(p.hostIf, node);
-      const s = spawn('ip', ['netns', 'exec', p.ns, process.execPath, sockTool, 'server', PORTS],
-        { stdio: ['ignore', 'pipe', 'inherit'] });
-      servers.push(s);
-      await new Promise<void>((res, rej) => {
-        const t = setTimeout(() => rej(new Error(`server in ${p.ns} did not start`)), 10_000);
-        createInterface({ input: s.stdout! }).once('line', () => { clearTimeout(t); res(); });
-      });
+      servers.push(await startInNetns(p.ns, process.execPath, [sockTool, 'server', PORTS],
+        { what: `server in ${p.ns}`, timeoutMs: 10_000, stderr: 'inherit' }));
     }
     dp = new LinuxDatapath({ bpffsRoot: root, netns: node });
     await dp.init();
@@ -125,8 +96,7 @@ describePrivileged('datapath on real sockets between network namespaces', () => 
   afterAll(async () => {
     for (const p of [...sessions, ...servers]) p.kill('SIGKILL');
     await dp?.close();
-    for (const p of Object.values(pods)) shQuiet('ip', ['netns', 'del', p.ns]);
-    shQuiet('ip', ['netns', 'del', node]);
+    removeNetns(node, Object.values(pods));
     if (root) dropBpffs(root);
   });
 

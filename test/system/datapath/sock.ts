@@ -1,6 +1,7 @@
 /**
  * Socket tool for the netns tests, run inside a pod namespace with
- * `ip netns exec NS node sock.ts ...` (Node strips the types). Node modules only.
+ * `ip netns exec NS node sock.ts ...` (Node strips the types). Node modules only
+ * (and test/helpers/sockline.ts).
  *
  *   server PORT[,PORT...]        TCP and UDP echo on every port; prints "ready"
  *   probe tcp|udp HOST PORT      one echo round trip within 1 s; exit 0 "ok" / 1 "fail"
@@ -9,7 +10,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { connect, createServer } from 'node:net';
-import { createInterface } from 'node:readline';
+import { lineSession } from '../../helpers/sockline.ts';
 
 const [mode, ...args] = process.argv.slice(2);
 
@@ -38,29 +39,7 @@ function probe(proto: string, host: string, port: number): void {
   s.on('error', () => done(false));
 }
 
-function session(host: string, port: number): void {
-  const s = connect(port, host, () => console.log('connected'));
-  let waiting: NodeJS.Timeout | undefined;
-  let buf = '';
-  s.on('data', (d) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      clearTimeout(waiting);
-      console.log(`echo ${buf.slice(0, i)}`);
-      buf = buf.slice(i + 1);
-    }
-  });
-  s.on('error', (e) => console.log(`error ${e.message}`));
-  s.on('close', () => { console.log('closed'); process.exit(0); });
-  createInterface({ input: process.stdin }).on('line', (line) => {
-    s.write(`${line}\n`);
-    clearTimeout(waiting);
-    waiting = setTimeout(() => console.log('timeout'), 1000);
-  }).on('close', () => s.end());
-}
-
 if (mode === 'server') server(args[0]!.split(',').map(Number));
 else if (mode === 'probe') probe(args[0]!, args[1]!, Number(args[2]));
-else if (mode === 'session') session(args[0]!, Number(args[1]));
+else if (mode === 'session') lineSession(args[0]!, Number(args[1]), { banner: false });
 else { console.error('usage: sock.ts server PORTS | probe tcp|udp HOST PORT | session HOST PORT'); process.exit(2); }

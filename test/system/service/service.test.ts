@@ -6,7 +6,6 @@
  * private bpffs mount.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
 import { SVC_HAIRPIN_IPV4 } from '../../../pkg/datapath/service-codec.ts';
@@ -14,8 +13,9 @@ import {
   emptyState, PROTO_TCP, PROTO_UDP, type EndpointEntry, type PolicyEntry, type ServiceEntry,
 } from '../../../pkg/datapath/types.ts';
 import { diffState } from '../../../pkg/datapath/diff.ts';
+import { lineReader, removeNetns, startInNetns, wirePods, type NetnsPod } from '../../helpers/netns.ts';
 import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
-import { bpffsDir, buildBpf, dropBpffs, ifindexOf, sh, shQuiet } from '../datapath/env.ts';
+import { bpffsDir, buildBpf, dropBpffs } from '../datapath/env.ts';
 
 const sockTool = new URL('./svcsock.ts', import.meta.url).pathname;
 const GW = '10.97.0.1';
@@ -27,7 +27,7 @@ const VIP_ONE = '10.96.0.14';
 const VIP_ONE_UDP = '10.96.0.15';
 const VIP_CLOSED = '10.96.0.16';
 
-interface Pod { name: string; ns: string; ip: string; hostIf: string; ifindex: number; id: number; identity: number }
+interface Pod extends NetnsPod { name: string; id: number; identity: number }
 interface ProbeResult { ok: boolean; banner?: string; remote?: string; error?: string; bytes?: number }
 
 describePrivileged('ClusterIP Services on real sockets', () => {
@@ -84,18 +84,7 @@ describePrivileged('ClusterIP Services on real sockets', () => {
     const p = spawn('ip', ['netns', 'exec', from.ns, process.execPath, sockTool, 'session', host, String(port)],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     children.push(p);
-    const lines: string[] = [];
-    const waiters: ((l: string) => void)[] = [];
-    createInterface({ input: p.stdout! }).on('line', (l) => {
-      const w = waiters.shift();
-      if (w) w(l); else lines.push(l);
-    });
-    const next = (ms: number) => new Promise<string>((res) => {
-      const l = lines.shift();
-      if (l !== undefined) return res(l);
-      const t = setTimeout(() => res('no output'), ms);
-      waiters.push((x) => { clearTimeout(t); res(x); });
-    });
+    const next = lineReader(p);
     return {
       first: async () => JSON.parse(await next(3000)) as { banner: string; remote: string },
       send: async (line: string) => { p.stdin!.write(`${line}\n`); return next(3000); },
@@ -106,28 +95,10 @@ describePrivileged('ClusterIP Services on real sockets', () => {
   beforeAll(async () => {
     buildBpf();
     root = bpffsDir(prefix);
-    sh('ip', ['netns', 'add', node]);
-    sh('ip', ['-n', node, 'link', 'set', 'lo', 'up']);
-    sh('ip', ['netns', 'exec', node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    wirePods(node, GW, Object.values(pods));
     for (const p of Object.values(pods)) {
-      sh('ip', ['netns', 'add', p.ns]);
-      sh('ip', ['-n', node, 'link', 'add', p.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.ns]);
-      sh('ip', ['-n', node, 'addr', 'add', `${GW}/32`, 'dev', p.hostIf]);
-      sh('ip', ['-n', node, 'link', 'set', p.hostIf, 'up']);
-      sh('ip', ['-n', node, 'route', 'add', `${p.ip}/32`, 'dev', p.hostIf]);
-      sh('ip', ['-n', p.ns, 'link', 'set', 'lo', 'up']);
-      sh('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
-      sh('ip', ['-n', p.ns, 'link', 'set', 'eth0', 'up']);
-      sh('ip', ['-n', p.ns, 'route', 'add', GW, 'dev', 'eth0', 'scope', 'link']);
-      sh('ip', ['-n', p.ns, 'route', 'add', 'default', 'via', GW, 'dev', 'eth0']);
-      p.ifindex = ifindexOf(p.hostIf, node);
-      const s = spawn('ip', ['netns', 'exec', p.ns, process.execPath, sockTool, 'server', p.name, '8080,8081'],
-        { stdio: ['ignore', 'pipe', 'inherit'] });
-      children.push(s);
-      await new Promise<void>((res, rej) => {
-        const t = setTimeout(() => rej(new Error(`server in ${p.ns} did not start`)), 10_000);
-        createInterface({ input: s.stdout! }).once('line', () => { clearTimeout(t); res(); });
-      });
+      children.push(await startInNetns(p.ns, process.execPath, [sockTool, 'server', p.name, '8080,8081'],
+        { what: `server in ${p.ns}`, timeoutMs: 10_000, stderr: 'inherit' }));
     }
     dp = new LinuxDatapath({ bpffsRoot: root, netns: node, reload: true });
     await dp.init();
@@ -145,8 +116,7 @@ describePrivileged('ClusterIP Services on real sockets', () => {
   afterAll(async () => {
     for (const p of children) p.kill('SIGKILL');
     await dp?.close();
-    for (const p of Object.values(pods)) shQuiet('ip', ['netns', 'del', p.ns]);
-    shQuiet('ip', ['netns', 'del', node]);
+    removeNetns(node, Object.values(pods));
     if (root) dropBpffs(root);
   });
 

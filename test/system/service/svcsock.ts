@@ -1,6 +1,7 @@
 /**
  * Socket tool for the Service netns tests, run inside a pod namespace with
- * `ip netns exec NS node svcsock.ts ...` (Node strips the types). Node modules only.
+ * `ip netns exec NS node svcsock.ts ...` (Node strips the types). Node modules only
+ * (and test/helpers/sockline.ts).
  *
  *   server NAME PORT[,PORT...]   TCP and UDP on every port; prints "ready". TCP: sends
  *                                "NAME LOCALPORT PEERIP" on accept, then echoes lines.
@@ -14,7 +15,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { connect, createServer } from 'node:net';
-import { createInterface } from 'node:readline';
+import { lineSession } from '../../helpers/sockline.ts';
 
 const [mode, ...args] = process.argv.slice(2);
 
@@ -58,38 +59,9 @@ function probe(proto: string, host: string, port: number, localPort?: number, si
   s.once('data', (d) => out({ ok: true, banner: d.toString().trim(), remote: `${s.remoteAddress}:${s.remotePort}` }));
 }
 
-function session(host: string, port: number): void {
-  const s = connect(port, host);
-  let waiting: NodeJS.Timeout | undefined;
-  let buf = '';
-  let first = true;
-  s.on('data', (d) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (first) {
-        first = false;
-        console.log(JSON.stringify({ banner: line, remote: `${s.remoteAddress}:${s.remotePort}` }));
-        continue;
-      }
-      clearTimeout(waiting);
-      console.log(`echo ${line}`);
-    }
-  });
-  s.on('error', (e) => console.log(`error ${e.message}`));
-  s.on('close', () => { console.log('closed'); process.exit(0); });
-  createInterface({ input: process.stdin }).on('line', (line) => {
-    s.write(`${line}\n`);
-    clearTimeout(waiting);
-    waiting = setTimeout(() => console.log('timeout'), 1000);
-  }).on('close', () => s.end());
-}
-
 if (mode === 'server') server(args[0]!, args[1]!.split(',').map(Number));
 else if (mode === 'probe') probe(args[0]!, args[1]!, Number(args[2]), Number(args[3] ?? 0) || undefined, Number(args[4] ?? 4));
-else if (mode === 'session') session(args[0]!, Number(args[1]));
+else if (mode === 'session') lineSession(args[0]!, Number(args[1]), { banner: true });
 else {
   console.error('usage: svcsock.ts server NAME PORTS | probe tcp|udp HOST PORT | session HOST PORT');
   process.exit(2);
