@@ -22,14 +22,15 @@
  * BENCH_PIN_CPUS=1 (see below).
  * Needs root. Everything is created in private namespaces and a private bpffs, and removed.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { diffState } from '../../pkg/datapath/diff.ts';
 import { LinuxDatapath } from '../../pkg/datapath/linux/datapath.ts';
 import { emptyState, type DatapathState, type EndpointEntry, type PolicyEntry } from '../../pkg/datapath/types.ts';
+import { startInNetns, wirePods } from '../helpers/netns.ts';
+import { inNs, median, quiet, sh, tcpFrame } from './lib.ts';
 
 const repo = new URL('../../', import.meta.url).pathname.replace(/\/dist\/$/, '/');
 const helper = join(repo, 'bin', 'palisade-bpf');
@@ -39,15 +40,6 @@ const TEST_RUN_REPEAT = 200_000;
 const prefix = `pbd${process.pid % 10000}`;
 const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
 const bpffs = join('/tmp', `${prefix}-bpffs`);
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const sh = (cmd: string, args: string[]): string =>
-  execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-const quiet = (cmd: string, args: string[]): void => { spawnSync(cmd, args, { stdio: 'ignore' }); };
-const inNs = (ns: string, cmd: string, args: string[]): string => sh('ip', ['netns', 'exec', ns, cmd, ...args]);
 
 /** `count` policy entries spread over 100 endpoints (ids 1..100), exact ports, ranges, all-ports. */
 function fillerPolicy(count: number, firstEndpoint = 1): PolicyEntry[] {
@@ -63,19 +55,6 @@ function fillerPolicy(count: number, firstEndpoint = 1): PolicyEntry[] {
     });
   }
   return out;
-}
-
-function frame(src: string, dst: string, dport: number): Buffer {
-  const b = Buffer.alloc(14 + 20 + 20);
-  b.writeUInt16BE(0x0800, 12);
-  Buffer.from([0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]).copy(b, 14);
-  Buffer.from(src.split('.').map(Number)).copy(b, 26);
-  Buffer.from(dst.split('.').map(Number)).copy(b, 30);
-  b.writeUInt16BE(40000, 34);
-  b.writeUInt16BE(dport, 36);
-  b[46] = 0x50;
-  b[47] = 0x10;
-  return b;
 }
 
 // ---- part 1: decision cost -----------------------------------------------------------------
@@ -94,8 +73,8 @@ async function decisionCost(): Promise<CostRow[]> {
     sh(helper, ['load', join(repo, 'bpf', 'out', 'passthrough.o'), join(progs, 'bench_pass'), join(bpffs, 'palisade', 'maps')]);
     const allowFile = join(tmp, 'allow.bin');
     const denyFile = join(tmp, 'deny.bin');
-    writeFileSync(allowFile, frame('10.1.0.2', '10.2.0.1', 8080));
-    writeFileSync(denyFile, frame('10.1.0.3', '10.2.0.1', 8080));
+    writeFileSync(allowFile, tcpFrame('10.1.0.2', '10.2.0.1', 40000, 8080, 0x10));
+    writeFileSync(denyFile, tcpFrame('10.1.0.3', '10.2.0.1', 40000, 8080, 0x10));
     const run = (prog: string, file: string): number => {
       const out = sh('nsenter', [`--net=/run/netns/${ns}`, '--', helper, 'test-run', join(progs, prog), file,
         String(ifindex), String(TEST_RUN_REPEAT)]);
@@ -147,27 +126,12 @@ interface NetSample { rr: number; crr: number; streamGbps: number }
 interface NetRow extends NetSample { config: Config; rrVsNone: number; crrVsNone: number; streamVsNone: number }
 
 const GW = '10.98.0.1';
-const A = { ns: `${prefix}a`, ip: '10.98.0.10', dev: 'hosta', id: 201, identity: 3001, ifindex: 0 };
-const B = { ns: `${prefix}b`, ip: '10.98.0.20', dev: 'hostb', id: 202, identity: 3002, ifindex: 0 };
+const A = { ns: `${prefix}a`, ip: '10.98.0.10', hostIf: 'hosta', id: 201, identity: 3001, ifindex: 0 };
+const B = { ns: `${prefix}b`, ip: '10.98.0.20', hostIf: 'hostb', id: 202, identity: 3002, ifindex: 0 };
 const NODE = `${prefix}n`;
 
 function setupNet(): void {
-  sh('ip', ['netns', 'add', NODE]);
-  inNs(NODE, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
-  sh('ip', ['-n', NODE, 'link', 'set', 'lo', 'up']);
-  for (const p of [A, B]) {
-    sh('ip', ['netns', 'add', p.ns]);
-    sh('ip', ['-n', NODE, 'link', 'add', p.dev, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.ns]);
-    sh('ip', ['-n', NODE, 'addr', 'add', `${GW}/32`, 'dev', p.dev]);
-    sh('ip', ['-n', NODE, 'link', 'set', p.dev, 'up']);
-    sh('ip', ['-n', NODE, 'route', 'add', `${p.ip}/32`, 'dev', p.dev]);
-    sh('ip', ['-n', p.ns, 'link', 'set', 'lo', 'up']);
-    sh('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
-    sh('ip', ['-n', p.ns, 'link', 'set', 'eth0', 'up']);
-    sh('ip', ['-n', p.ns, 'route', 'add', GW, 'dev', 'eth0', 'scope', 'link']);
-    sh('ip', ['-n', p.ns, 'route', 'add', 'default', 'via', GW, 'dev', 'eth0']);
-    p.ifindex = Number(sh('ip', ['-n', NODE, '-o', 'link', 'show', 'dev', p.dev]).split(':')[0]);
-  }
+  wirePods(NODE, GW, [A, B]);
 }
 
 /**
@@ -185,12 +149,9 @@ const pinned = (cpu: string, cmd: string, args: string[]): [string, string[]] =>
 
 function startServer(cmd: string, args: string[], readyLine: boolean): Promise<ChildProcess> {
   const [c, a] = pinned(SERVER_CPU, cmd, args);
+  if (readyLine) return startInNetns(B.ns, c, a, { what: cmd, timeoutMs: 5000, stderr: 'ignore' });
   const p = spawn('ip', ['netns', 'exec', B.ns, c, ...a], { stdio: ['ignore', 'pipe', 'ignore'] });
-  if (!readyLine) return new Promise((res) => setTimeout(() => res(p), 300));
-  return new Promise((res, rej) => {
-    const t = setTimeout(() => rej(new Error(`${cmd} did not start`)), 5000);
-    createInterface({ input: p.stdout! }).once('line', () => { clearTimeout(t); res(p); });
-  });
+  return new Promise((res) => setTimeout(() => res(p), 300));
 }
 
 /** Entries for the socket benchmark: A may reach B on 5001 and 5201, among `total` others. */
@@ -206,7 +167,7 @@ function netPolicy(total: number): PolicyEntry[] {
 /** iptables translation of the same rules: per-endpoint chains, conntrack first. */
 function iptablesRules(policy: PolicyEntry[]): string {
   const chains = new Map<string, string[]>();
-  const devOf = (id: number) => (id === A.id ? A.dev : id === B.id ? B.dev : `fake${id}`);
+  const devOf = (id: number) => (id === A.id ? A.hostIf : id === B.id ? B.hostIf : `fake${id}`);
   const ipOf = (peer: number) => (peer === A.identity ? A.ip : peer === B.identity ? B.ip
     : `10.${200 + (peer >> 16) % 50}.${(peer >> 8) & 255}.${peer & 255}`);
   for (const e of policy) {

@@ -24,6 +24,7 @@ import { createMapRef, objGet, RawMap } from 'bpf';
 import { LinuxDatapath } from '../../pkg/datapath/linux/datapath.ts';
 import { diffState } from '../../pkg/datapath/diff.ts';
 import { emptyState, type DatapathState } from '../../pkg/datapath/types.ts';
+import { tcpFrame } from './lib.ts';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -97,19 +98,6 @@ function sh(cmd: string, args: string[], timeout = 120_000): string {
   return r.stdout;
 }
 
-function tcpFrame(src: string, sport: number, dst: string, dport: number): Buffer {
-  const b = Buffer.alloc(14 + 20 + 20);
-  b.writeUInt16BE(0x0800, 12);
-  Buffer.from([0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]).copy(b, 14);
-  Buffer.from(src.split('.').map(Number)).copy(b, 26);
-  Buffer.from(dst.split('.').map(Number)).copy(b, 30);
-  b.writeUInt16BE(sport, 34);
-  b.writeUInt16BE(dport, 36);
-  b[46] = 0x50;
-  b[47] = 0x10; // ACK
-  return b;
-}
-
 interface CostResult { replyOffNs: number; replyOnNs: number; newFlowOffNs: number; newFlowOnNs: number }
 
 /** Part 2: the per-packet cost of the L7 hooks (see the file comment). */
@@ -133,9 +121,9 @@ async function datapathCost(): Promise<CostResult> {
     };
     await dp.apply(diffState(state, emptyState()));
     const files = { fwd: join(tmp, 'fwd.bin'), reply: join(tmp, 'reply.bin'), stranger: join(tmp, 'stranger.bin') };
-    writeFileSync(files.fwd, tcpFrame('10.1.0.2', 40000, '10.2.0.1', 80));
-    writeFileSync(files.reply, tcpFrame('10.2.0.1', 80, '10.1.0.2', 40000));
-    writeFileSync(files.stranger, tcpFrame('10.1.0.9', 40001, '10.2.0.1', 80));
+    writeFileSync(files.fwd, tcpFrame('10.1.0.2', '10.2.0.1', 40000, 80, 0x10));
+    writeFileSync(files.reply, tcpFrame('10.2.0.1', '10.1.0.2', 80, 40000, 0x10));
+    writeFileSync(files.stranger, tcpFrame('10.1.0.9', '10.2.0.1', 40001, 80, 0x10));
     const progs = join(bpffs, 'palisade', 'progs');
     const testRun = (prog: string, file: string): number => Number(sh('ip', ['netns', 'exec', id, helper, 'test-run',
       join(progs, prog), file, String(ifindex), '200000']).trim().split(' ')[1]);

@@ -17,13 +17,14 @@
  * Writes bench/out/service.json. Env: BENCH_ROUNDS (default 7), BENCH_SECONDS (default 1).
  * Needs root. Everything is created in private namespaces and a private bpffs, and removed.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus as osCpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { LinuxDatapath } from '../../pkg/datapath/linux/datapath.ts';
 import { emptyState, type EndpointEntry, type PolicyEntry, type ServiceEntry } from '../../pkg/datapath/types.ts';
+import { startInNetns, wirePods } from '../helpers/netns.ts';
+import { inNs, median, quiet, sh, tcpFrame } from './lib.ts';
 
 const repo = new URL('../../', import.meta.url).pathname.replace(/\/dist\/$/, '/');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
@@ -33,46 +34,18 @@ const prefix = `pbs${process.pid % 10000}`;
 const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
 const bpffs = join('/tmp', `${prefix}-bpffs`);
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const sh = (cmd: string, args: string[]): string =>
-  execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-const quiet = (cmd: string, args: string[]): void => { spawnSync(cmd, args, { stdio: 'ignore' }); };
-const inNs = (ns: string, cmd: string, args: string[]): string => sh('ip', ['netns', 'exec', ns, cmd, ...args]);
-
 const GW = '10.95.0.1';
 const VIP = '10.96.200.1';
-const A = { ns: `${prefix}a`, ip: '10.95.0.10', dev: 'hosta', id: 301, identity: 4001, ifindex: 0 };
-const B = { ns: `${prefix}b`, ip: '10.95.0.20', dev: 'hostb', id: 302, identity: 4002, ifindex: 0 };
+const A = { ns: `${prefix}a`, ip: '10.95.0.10', hostIf: 'hosta', id: 301, identity: 4001, ifindex: 0 };
+const B = { ns: `${prefix}b`, ip: '10.95.0.20', hostIf: 'hostb', id: 302, identity: 4002, ifindex: 0 };
 const NODE = `${prefix}n`;
 
 function setupNet(): void {
-  sh('ip', ['netns', 'add', NODE]);
-  inNs(NODE, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
-  sh('ip', ['-n', NODE, 'link', 'set', 'lo', 'up']);
-  for (const p of [A, B]) {
-    sh('ip', ['netns', 'add', p.ns]);
-    sh('ip', ['-n', NODE, 'link', 'add', p.dev, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.ns]);
-    sh('ip', ['-n', NODE, 'addr', 'add', `${GW}/32`, 'dev', p.dev]);
-    sh('ip', ['-n', NODE, 'link', 'set', p.dev, 'up']);
-    sh('ip', ['-n', NODE, 'route', 'add', `${p.ip}/32`, 'dev', p.dev]);
-    sh('ip', ['-n', p.ns, 'link', 'set', 'lo', 'up']);
-    sh('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
-    sh('ip', ['-n', p.ns, 'link', 'set', 'eth0', 'up']);
-    sh('ip', ['-n', p.ns, 'route', 'add', GW, 'dev', 'eth0', 'scope', 'link']);
-    sh('ip', ['-n', p.ns, 'route', 'add', 'default', 'via', GW, 'dev', 'eth0']);
-    p.ifindex = Number(sh('ip', ['-n', NODE, '-o', 'link', 'show', 'dev', p.dev]).split(':')[0]);
-  }
+  wirePods(NODE, GW, [A, B]);
 }
 
 function startServer(rrBin: string): Promise<ChildProcess> {
-  const p = spawn('ip', ['netns', 'exec', B.ns, rrBin, 'server', '5001'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  return new Promise((res, rej) => {
-    const t = setTimeout(() => rej(new Error('rr server did not start')), 5000);
-    createInterface({ input: p.stdout! }).once('line', () => { clearTimeout(t); res(p); });
-  });
+  return startInNetns(B.ns, rrBin, ['server', '5001'], { what: 'rr server', timeoutMs: 5000, stderr: 'ignore' });
 }
 
 function fillerServices(): ServiceEntry[] {
@@ -84,19 +57,6 @@ function fillerServices(): ServiceEntry[] {
 }
 
 interface Sample { rr: number; crr: number }
-
-function tcpFrame(src: string, dst: string, sport: number, dport: number, flags: number): Buffer {
-  const b = Buffer.alloc(14 + 20 + 20);
-  b.writeUInt16BE(0x0800, 12);
-  Buffer.from([0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]).copy(b, 14);
-  Buffer.from(src.split('.').map(Number)).copy(b, 26);
-  Buffer.from(dst.split('.').map(Number)).copy(b, 30);
-  b.writeUInt16BE(sport, 34);
-  b.writeUInt16BE(dport, 36);
-  b[46] = 0x50;
-  b[47] = flags;
-  return b;
-}
 
 /** Median ns of one from_pod/to_pod run per call, for each frame. */
 function packetCost(prog: (name: string) => string, ifA: number, runs: number): Record<string, number> {
