@@ -34,6 +34,15 @@ pods:
 const head = '-    x/a  x/b  x/c  y/d';
 const matrix = (rows: string[]): string => [head, ...rows].join('\n');
 
+/** One `expect` entry of a step: the HTTP request on TCP port 80 and its matrix rows. */
+function expect80(http: string, rows: string[]): string {
+  return `      - port: 80
+        protocol: TCP
+        http: ${http}
+        matrix: |
+${indent(matrix(rows))}`;
+}
+
 const scenario = `${pods}
 steps:
   - name: ingress http rules on x/a
@@ -57,26 +66,10 @@ steps:
       - {port: 80, protocol: TCP, http: {method: GET, path: /admin}}
       - {port: 80, protocol: TCP, http: {method: GET, path: /admin, headers: {x-token: s3cret}}}
     expect:
-      - port: 80
-        protocol: TCP
-        http: {method: GET, path: /public}
-        matrix: |
-${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  .    .    -    .', 'y/d  .    .    .    -']))}
-      - port: 80
-        protocol: TCP
-        http: {method: POST, path: /public}
-        matrix: |
-${indent(matrix(['x/a  -    .    .    .', 'x/b  D    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
-      - port: 80
-        protocol: TCP
-        http: {method: GET, path: /admin}
-        matrix: |
-${indent(matrix(['x/a  -    .    .    .', 'x/b  D    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
-      - port: 80
-        protocol: TCP
-        http: {method: GET, path: /admin, headers: {x-token: s3cret}}
-        matrix: |
-${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  .    .    -    .', 'y/d  .    .    .    -']))}
+${expect80('{method: GET, path: /public}', ['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  .    .    -    .', 'y/d  .    .    .    -'])}
+${expect80('{method: POST, path: /public}', ['x/a  -    .    .    .', 'x/b  D    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -'])}
+${expect80('{method: GET, path: /admin}', ['x/a  -    .    .    .', 'x/b  D    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -'])}
+${expect80('{method: GET, path: /admin, headers: {x-token: s3cret}}', ['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  .    .    -    .', 'y/d  .    .    .    -'])}
   - name: union with an L3/L4-only policy (x/b may send anything)
     apply:
       - apiVersion: networking.k8s.io/v1
@@ -88,11 +81,7 @@ ${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  .    . 
     probes:
       - {port: 80, protocol: TCP, http: {method: POST, path: /public}}
     expect:
-      - port: 80
-        protocol: TCP
-        http: {method: POST, path: /public}
-        matrix: |
-${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
+${expect80('{method: POST, path: /public}', ['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -'])}
   - name: egress http rule on the client x/c (GET only)
     apply:
       - apiVersion: palisade.dev/v1alpha1
@@ -106,16 +95,8 @@ ${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    . 
       - {port: 80, protocol: TCP, http: {method: GET, path: /anything}}
       - {port: 80, protocol: TCP, http: {method: DELETE, path: /anything}}
     expect:
-      - port: 80
-        protocol: TCP
-        http: {method: GET, path: /anything}
-        matrix: |
-${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
-      - port: 80
-        protocol: TCP
-        http: {method: DELETE, path: /anything}
-        matrix: |
-${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    D    -    D', 'y/d  D    .    .    -']))}
+${expect80('{method: GET, path: /anything}', ['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    .    -    .', 'y/d  D    .    .    -'])}
+${expect80('{method: DELETE, path: /anything}', ['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    D    -    D', 'y/d  D    .    .    -'])}
   - name: union across lookups on y/d (ipBlock without http, any pod with http)
     apply:
       - apiVersion: palisade.dev/v1alpha1
@@ -139,16 +120,8 @@ ${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    D 
       - {port: 80, protocol: TCP, http: {method: GET, path: /admin}}
       - {port: 80, protocol: TCP, http: {method: POST, path: /admin}}
     expect:
-      - port: 80
-        protocol: TCP
-        http: {method: GET, path: /admin}
-        matrix: |
-${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    D', 'x/c  D    .    -    .', 'y/d  D    .    .    -']))}
-      - port: 80
-        protocol: TCP
-        http: {method: POST, path: /admin}
-        matrix: |
-${indent(matrix(['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    D    -    D', 'y/d  D    .    .    -']))}
+${expect80('{method: GET, path: /admin}', ['x/a  -    .    .    .', 'x/b  .    -    .    D', 'x/c  D    .    -    .', 'y/d  D    .    .    -'])}
+${expect80('{method: POST, path: /admin}', ['x/a  -    .    .    .', 'x/b  .    -    .    .', 'x/c  D    D    -    D', 'y/d  D    .    .    -'])}
 `;
 
 function indent(s: string): string {
