@@ -5,12 +5,12 @@
  * both pods named and `default-deny`, /metrics counts the drop by reason, and the pod's
  * PalisadeEndpoint shows the enforcement.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../../pkg/apiserver/index.ts';
 import type { FlowRecord } from '../../../pkg/flow/types.ts';
+import { relayIntoNetns, type ApiRelay } from '../../helpers/apirelay.ts';
+import { eventually as poll } from '../../helpers/eventually.ts';
 import { describePrivileged } from '../../helpers/privileged.ts';
 import { Node, ROOT, testDatapath } from '../cni/harness.ts';
 import { parsePrometheusText, valueOf } from '../../unit/api/promtext.ts';
@@ -18,21 +18,13 @@ import { parsePrometheusText, valueOf } from '../../unit/api/promtext.ts';
 const CRDS = join(ROOT, 'manifests/crds.yaml');
 const API_PORT = 6443;
 
-async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string): Promise<T> {
-  let last: T | undefined;
-  for (let i = 0; i < 100; i++) {
-    last = await read();
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-}
+const eventually = <T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string): Promise<T> =>
+  poll(read, ok, what, { tries: 100, intervalMs: 100 });
 
 describePrivileged('inspection on the real datapath', () => {
   let node: Node;
   let api: ApiServer;
-  let relay: Server;
-  let socat: ChildProcess | undefined;
+  let relay: ApiRelay | undefined;
   let pa: string;
   let pb: string;
   const ip: Record<string, string> = {};
@@ -42,16 +34,7 @@ describePrivileged('inspection on the real datapath', () => {
     node = new Node('insp', '10.126.0.0/24');
     await node.init();
     api = await startApiServer({ crdFiles: [CRDS] });
-    const sock = join(node.dir, 'api.sock');
-    relay = createServer((c) => {
-      const up = connect(api.port, '127.0.0.1');
-      c.pipe(up).pipe(c);
-      up.on('error', () => c.destroy());
-      c.on('error', () => up.destroy());
-    });
-    await new Promise<void>((r) => relay.listen(sock, r));
-    socat = spawn('nsenter', [`--net=/var/run/netns/${node.nodeNs}`, 'socat',
-      `TCP-LISTEN:${API_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${sock}`], { stdio: 'ignore' });
+    relay = await relayIntoNetns(api.port, node.nodeNs, join(node.dir, 'api.sock'), API_PORT);
     node.kubeconfig = join(node.dir, 'kubeconfig');
     await api.writeKubeconfig(node.kubeconfig, { server: `http://127.0.0.1:${API_PORT}` });
 
@@ -85,8 +68,7 @@ describePrivileged('inspection on the real datapath', () => {
 
   afterAll(async () => {
     await node?.stopAgent().catch(() => undefined);
-    socat?.kill('SIGKILL');
-    await new Promise<void>((r) => (relay ? relay.close(() => r()) : r()));
+    await relay?.close();
     await api?.close();
     await node?.destroy();
   });

@@ -26,6 +26,7 @@ import type { FlowRecord } from '../../../pkg/flow/types.ts';
 import { loadApiConfig } from '../../../pkg/k8s/kubeconfig.ts';
 import { KubeStatusApi } from '../../../pkg/status/kube.ts';
 import { parsePrometheusText, valueOf } from './promtext.ts';
+import { eventually as poll } from '../../helpers/eventually.ts';
 
 const CRDS = new URL('../../../manifests/crds.yaml', import.meta.url).pathname;
 const NODE = 'insp-node';
@@ -91,15 +92,8 @@ function call(path: string, o: { method?: string; body?: unknown; tcp?: boolean 
   });
 }
 
-async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string): Promise<T> {
-  let last: T | undefined;
-  for (let i = 0; i < 150; i++) {
-    last = await read();
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-}
+const eventually = <T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string): Promise<T> =>
+  poll(read, ok, what, { tries: 150, intervalMs: 50 });
 
 async function cni(command: 'ADD' | 'DEL', pod: string) {
   // The agent checks that the netns path exists: a plain file stands in for it.
