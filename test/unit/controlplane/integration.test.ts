@@ -4,8 +4,6 @@
  * `waitFor(<rv of the change>)` must leave the datapath equal to what the compiler says
  * for the API's state at that moment.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../../pkg/apiserver/index.ts';
@@ -15,6 +13,7 @@ import type { DatapathState } from '../../../pkg/datapath/types.ts';
 import type { LocalEndpoint, NetworkPolicy, Node, Namespace, Pod } from '../../../pkg/policy/snapshot.ts';
 import { MemoryDatapath } from '../../../pkg/datapath/memory/index.ts';
 import { PROTO_TCP } from '../../../pkg/datapath/types.ts';
+import { putObject, startControlPlane, tempDir, teardown } from './apirig.ts';
 import { canonical, RecordingLogger } from './fakes.ts';
 import { allowFrom, denyAll, endpoint, namespace, node, NODE, pod } from './fixtures.ts';
 
@@ -30,25 +29,8 @@ class Api {
 
   apply(o: Obj): void {
     const apiVersion = (o.apiVersion as string | undefined) ?? (o.kind === 'NetworkPolicy' ? 'networking.k8s.io/v1' : o.kind === 'PalisadeNetworkPolicy' ? 'palisade.dev/v1alpha1' : 'v1');
-    const obj: Obj = { ...structuredClone(o), apiVersion };
-    let existing: Obj | undefined;
-    try {
-      existing = this.server.get(apiVersion, String(o.kind), o.metadata.namespace, o.metadata.name) as unknown as Obj;
-    } catch {
-      existing = undefined;
-    }
-    const status = obj.status;
-    if (existing) {
-      const md = existing.metadata as Record<string, unknown>;
-      this.server.update({ ...obj, metadata: { ...obj.metadata, resourceVersion: md.resourceVersion } });
-    } else {
-      this.server.create(obj);
-    }
-    // Pods (and anything with a status) get their status the way the kubelet sets it.
-    if (status !== undefined && (o.kind === 'Pod' || o.kind === 'Node')) {
-      const cur = this.server.get(apiVersion, String(o.kind), o.metadata.namespace, o.metadata.name);
-      this.server.update({ ...cur, status }, 'status');
-    }
+    // Pods and Nodes get their status the way the kubelet sets it.
+    putObject(this.server, { ...structuredClone(o), apiVersion, kind: String(o.kind) }, o.kind === 'Pod' || o.kind === 'Node');
   }
 
   delete(kind: string, ns: string | undefined, name: string): void {
@@ -96,10 +78,9 @@ describe('control plane against the in-memory API server', () => {
   }
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'pal-cp-'));
+    dir = await tempDir('pal-cp-');
     server = await startApiServer({ crdFiles: [CRDS] });
     api = new Api(server);
-    await server.writeKubeconfig(join(dir, 'kubeconfig'));
     api.apply(namespace('x'));
     api.apply(namespace('y', { team: 'blue' }));
     api.apply(pod('x', 'a', '10.244.0.11'));
@@ -112,20 +93,13 @@ describe('control plane against the in-memory API server', () => {
     // and `to` peers must survive the list path exactly.
     api.apply(allowFrom('y', 'listed', 'a', 'b', 7070));
     api.apply({ kind: 'NetworkPolicy', metadata: { name: 'listed-egress', namespace: 'y' }, spec: { podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: { matchLabels: { pod: 'b' } } }], ports: [{ port: 7071 }] }] } });
-    cp = await createKubernetesControlPlane({
-      kubeconfig: join(dir, 'kubeconfig'), nodeName: NODE, datapath, routing, log,
+    cp = await startControlPlane(server, dir, {
+      nodeName: NODE, datapath, routing, log,
       identityStatePath: join(dir, 'state', 'identities.json'), minIntervalMs: 1, maxDelayMs: 10,
-    });
-    for (const ep of eps) void cp.upsertEndpoint(ep);
-    await cp.start();
-    await cp.whenReady();
+    }, eps);
   });
 
-  afterAll(async () => {
-    await cp?.stop();
-    await server?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => teardown(cp, server, dir));
 
   it('realizes the initial state after sync', async () => {
     expect(cp.cluster.synced).toBe(true);
@@ -240,7 +214,7 @@ describe('control plane against the in-memory API server', () => {
 
 describe('control plane without the PalisadeNetworkPolicy CRD', () => {
   it('logs once and becomes ready on NetworkPolicies alone', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'pal-cp-'));
+    const dir = await tempDir('pal-cp-');
     const server = await startApiServer();
     const api = new Api(server);
     const log = new RecordingLogger();
@@ -259,9 +233,7 @@ describe('control plane without the PalisadeNetworkPolicy CRD', () => {
       expect(canonical(await datapath.dump())).toEqual(expectedFromApi(server, cp, [ep], false));
       expect(log.count('resource not served (CRD not installed); continuing without it')).toBe(1);
     } finally {
-      await cp?.stop();
-      await server.close();
-      await rm(dir, { recursive: true, force: true });
+      await teardown(cp, server, dir);
     }
   });
 

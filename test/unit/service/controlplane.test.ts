@@ -4,13 +4,11 @@
  * datapath. After each API change the datapath's frontends must be what the API says,
  * and a packet to the ClusterIP must be translated to a ready backend.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../../pkg/apiserver/index.ts';
-import { createKubernetesControlPlane, type KubernetesControlPlane } from '../../../pkg/controlplane/kubernetes.ts';
+import type { KubernetesControlPlane } from '../../../pkg/controlplane/kubernetes.ts';
 import { MemoryDatapath } from '../../../pkg/datapath/memory/index.ts';
+import { putObject, startControlPlane, tempDir, teardown } from '../controlplane/apirig.ts';
 import { endpoint, NODE } from '../controlplane/fixtures.ts';
 
 type Obj = Record<string, unknown> & { kind: string; metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> } };
@@ -29,21 +27,7 @@ describe('control plane: Services and EndpointSlices to datapath frontends', () 
   let cp: KubernetesControlPlane;
   const datapath = new MemoryDatapath();
 
-  function put(o: Obj): void {
-    let cur: Obj | undefined;
-    try {
-      cur = server.get(String(o.apiVersion), o.kind, o.metadata.namespace, o.metadata.name) as unknown as Obj;
-    } catch {
-      cur = undefined;
-    }
-    const { status, ...rest } = o;
-    if (cur) server.update({ ...rest, metadata: { ...o.metadata, resourceVersion: cur.metadata.resourceVersion } });
-    else server.create(rest);
-    if (status !== undefined) {
-      const now = server.get(String(o.apiVersion), o.kind, o.metadata.namespace, o.metadata.name);
-      server.update({ ...now, status }, 'status');
-    }
-  }
+  const put = (o: Obj): void => putObject(server, { ...o, apiVersion: String(o.apiVersion) }, true);
 
   async function converged(): Promise<void> {
     // The EndpointSlice controller writes in a microtask after the write that caused it.
@@ -55,29 +39,20 @@ describe('control plane: Services and EndpointSlices to datapath frontends', () 
     (server.get('v1', 'Service', 'x', name) as unknown as { spec: { clusterIP: string } }).spec.clusterIP;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'pal-svc-cp-'));
+    dir = await tempDir('pal-svc-cp-');
     server = await startApiServer({ endpointSliceController: true });
-    await server.writeKubeconfig(join(dir, 'kubeconfig'));
     put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x' } });
     put(readyPod('a', '10.244.0.11', { pod: 'a' }, 8000));
     put(readyPod('b', '10.244.0.12', { pod: 'b', app: 'web' }, 8080));
     put(readyPod('c', '10.244.0.13', { pod: 'c', app: 'web' }, 9090));
     put({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'x' },
       spec: { selector: { app: 'web' }, ports: [{ name: 'web', port: 80, targetPort: 'http', protocol: 'TCP' }] } });
-    cp = await createKubernetesControlPlane({
-      kubeconfig: join(dir, 'kubeconfig'), nodeName: NODE, datapath, problemEvents: false,
-      minIntervalMs: 1, maxDelayMs: 10,
-    });
-    void cp.upsertEndpoint(endpoint(1, 'x', 'a', '10.244.0.11'));
-    await cp.start();
-    await cp.whenReady();
+    cp = await startControlPlane(server, dir, {
+      nodeName: NODE, datapath, problemEvents: false, minIntervalMs: 1, maxDelayMs: 10,
+    }, [endpoint(1, 'x', 'a', '10.244.0.11')]);
   });
 
-  afterAll(async () => {
-    await cp?.stop();
-    await server?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => teardown(cp, server, dir));
 
   it('a named targetPort resolved per backend pod; a packet to the ClusterIP reaches one of them', async () => {
     await converged();
