@@ -7,6 +7,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { HttpStatusError } from '../k8s/errors.ts';
 import { loadClientNodeKubeConfig } from '../k8s/kubeconfig.ts';
 import { RESOURCES, keyOf, type AnyResource, type ResourceInfo } from '../k8s/resources.ts';
 import type { Namespace, NetworkPolicy, Node, Pod } from '../policy/snapshot.ts';
@@ -14,15 +15,9 @@ import type { ClusterView } from './analysis.ts';
 import { agentProxyPath } from './agents.ts';
 
 /** The API server or an agent could not be reached or answered an error (exit status 2). */
-export class ReachError extends Error {
+export class ReachError extends HttpStatusError {
   readonly code = 'PAL_INSPECT_UNREACHABLE';
-  /** HTTP status when the server answered. */
-  readonly statusCode: number | undefined;
-  constructor(message: string, statusCode?: number, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ReachError';
-    this.statusCode = statusCode;
-  }
+  override readonly name = 'ReachError';
 }
 
 /** A kubeconfig that names no usable cluster or context (exit status 1). */

@@ -5,18 +5,17 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { HttpStatusError } from './errors.ts';
 import type { KubeConfigLike } from './kubeconfig.ts';
 
 /** A request the API server refused or that did not complete; `statusCode` when answered. */
-export class ApiError extends Error {
+export class ApiError extends HttpStatusError {
   readonly code = 'PAL_K8S_REQUEST';
-  readonly statusCode: number | undefined;
+  override readonly name = 'ApiError';
   /** The Status reason (`AlreadyExists`, `NotFound`, ...), when the server sent one. */
   readonly reason: string | undefined;
   constructor(message: string, statusCode?: number, reason?: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ApiError';
-    this.statusCode = statusCode;
+    super(message, statusCode, options);
     this.reason = reason;
   }
 }

@@ -13,6 +13,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { createInterface } from 'node:readline';
+import { HttpStatusError } from './errors.ts';
 import { httpStatusOf, type ListResult, type ListWatchSource } from './informer.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { loadClientNodeKubeConfig, type KubeConfigLike } from './kubeconfig.ts';
@@ -43,14 +44,9 @@ interface Page {
 }
 
 /** A failed API request, with the HTTP status the informer reacts to (404, 410). */
-export class ApiRequestError extends Error {
+export class ApiRequestError extends HttpStatusError {
   readonly code = 'PAL_K8S_REQUEST';
-  readonly statusCode: number | undefined;
-  constructor(message: string, statusCode?: number, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ApiRequestError';
-    this.statusCode = statusCode;
-  }
+  override readonly name = 'ApiRequestError';
 }
 
 /**
