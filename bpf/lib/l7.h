@@ -96,6 +96,15 @@ static __always_inline struct l7_config *l7_config(void)
 	return c && c->proxyPort ? c : NULL;
 }
 
+/* The socket-lookup key of tuple `t` (IPv4, network byte order as in `t`). */
+static __always_inline void l7_sock_tuple(struct bpf_sock_tuple *st, const struct tuple *t)
+{
+	st->ipv4.saddr = t->saddr;
+	st->ipv4.daddr = t->daddr;
+	st->ipv4.sport = t->sport;
+	st->ipv4.dport = t->dport;
+}
+
 /*
  * Assigns `skb` (tuple `t`) to the node's socket of that tuple (established, in
  * handshake or TIME_WAIT), else, when `listener`, to the proxy's listener, and marks it
@@ -109,10 +118,7 @@ static __always_inline int l7_assign(struct __sk_buff *skb, const struct tuple *
 	struct bpf_sock *sk;
 	long r;
 
-	st.ipv4.saddr = t->saddr;
-	st.ipv4.daddr = t->daddr;
-	st.ipv4.sport = t->sport;
-	st.ipv4.dport = t->dport;
+	l7_sock_tuple(&st, t);
 	sk = bpf_skc_lookup_tcp(skb, &st, sizeof(st.ipv4), BPF_F_CURRENT_NETNS, 0);
 	/* A node listener on the tuple's port is not the proxy: only the proxy's own
 	 * listener, looked up by its address below, takes new connections. */
@@ -158,10 +164,7 @@ static __always_inline int l7_upstream_socket(struct __sk_buff *skb, const struc
 	struct bpf_sock *sk;
 	int found;
 
-	st.ipv4.saddr = t->saddr;
-	st.ipv4.daddr = t->daddr;
-	st.ipv4.sport = t->sport;
-	st.ipv4.dport = t->dport;
+	l7_sock_tuple(&st, t);
 	sk = bpf_sk_lookup_tcp(skb, &st, sizeof(st.ipv4), BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return 0;
