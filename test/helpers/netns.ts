@@ -83,3 +83,20 @@ export function lineReader(p: ChildProcess): (ms: number) => Promise<string> {
     waiters.push((x) => { clearTimeout(t); res(x); });
   });
 }
+
+/** A pod of the socket tests: its namespace and, for the datapath, endpoint id and identity. */
+export interface TestPod extends NetnsPod {
+  name: string;
+  id: number;
+  identity: number;
+}
+
+/**
+ * Pods a, b and c: namespaces `${prefix}a`..`${prefix}c`, addresses `${net}.10`, `.20`,
+ * `.30`, node-side interfaces hosta..hostc, endpoint ids 1..3, identities 1001..1003.
+ */
+export function threePods(prefix: string, net: string): Record<'a' | 'b' | 'c', TestPod> {
+  const pod = (name: string, n: number): TestPod =>
+    ({ name, ns: `${prefix}${name}`, ip: `${net}.${n * 10}`, hostIf: `host${name}`, ifindex: 0, id: n, identity: 1000 + n });
+  return { a: pod('a', 1), b: pod('b', 2), c: pod('c', 3) };
+}

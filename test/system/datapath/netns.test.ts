@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { LinuxDatapath } from '../../../pkg/datapath/linux/datapath.ts';
 import { emptyState, type CidrEntry, type DatapathState, type EndpointEntry, type PolicyEntry } from '../../../pkg/datapath/types.ts';
-import { lineReader, removeNetns, startInNetns, wirePods, type NetnsPod } from '../../helpers/netns.ts';
+import { lineReader, removeNetns, startInNetns, threePods, wirePods, type TestPod } from '../../helpers/netns.ts';
 import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
 import { bpffsDir, buildBpf, dropBpffs, repo, sh } from './env.ts';
 
@@ -20,16 +20,12 @@ const GW = '10.99.0.1';
 const ID_CIDR = 0x01000010;
 const PORTS = '8080,8081,9000,9002,9003';
 
-interface Pod extends NetnsPod { name: string; id: number; identity: number }
+type Pod = TestPod;
 
 describePrivileged('datapath on real sockets between network namespaces', () => {
   const prefix = uniquePrefix('nns');
   const node = `${prefix}n`;
-  const pods: Record<'a' | 'b' | 'c', Pod> = {
-    a: { name: 'a', ns: `${prefix}a`, ip: '10.99.0.10', hostIf: 'hosta', ifindex: 0, id: 1, identity: 1001 },
-    b: { name: 'b', ns: `${prefix}b`, ip: '10.99.0.20', hostIf: 'hostb', ifindex: 0, id: 2, identity: 1002 },
-    c: { name: 'c', ns: `${prefix}c`, ip: '10.99.0.30', hostIf: 'hostc', ifindex: 0, id: 3, identity: 1003 },
-  };
+  const pods = threePods(prefix, '10.99.0');
   const { a, b, c } = pods;
   const servers: ChildProcess[] = [];
   const sessions: ChildProcess[] = [];

@@ -13,7 +13,7 @@ import {
   emptyState, PROTO_TCP, PROTO_UDP, type EndpointEntry, type PolicyEntry, type ServiceEntry,
 } from '../../../pkg/datapath/types.ts';
 import { diffState } from '../../../pkg/datapath/diff.ts';
-import { lineReader, removeNetns, startInNetns, wirePods, type NetnsPod } from '../../helpers/netns.ts';
+import { lineReader, removeNetns, startInNetns, threePods, wirePods, type TestPod } from '../../helpers/netns.ts';
 import { describePrivileged, uniquePrefix } from '../../helpers/privileged.ts';
 import { bpffsDir, buildBpf, dropBpffs } from '../datapath/env.ts';
 
@@ -27,17 +27,13 @@ const VIP_ONE = '10.96.0.14';
 const VIP_ONE_UDP = '10.96.0.15';
 const VIP_CLOSED = '10.96.0.16';
 
-interface Pod extends NetnsPod { name: string; id: number; identity: number }
+type Pod = TestPod;
 interface ProbeResult { ok: boolean; banner?: string; remote?: string; error?: string; bytes?: number }
 
 describePrivileged('ClusterIP Services on real sockets', () => {
   const prefix = uniquePrefix('svc');
   const node = `${prefix}n`;
-  const pods: Record<'a' | 'b' | 'c', Pod> = {
-    a: { name: 'a', ns: `${prefix}a`, ip: '10.97.0.10', hostIf: 'hosta', ifindex: 0, id: 1, identity: 1001 },
-    b: { name: 'b', ns: `${prefix}b`, ip: '10.97.0.20', hostIf: 'hostb', ifindex: 0, id: 2, identity: 1002 },
-    c: { name: 'c', ns: `${prefix}c`, ip: '10.97.0.30', hostIf: 'hostc', ifindex: 0, id: 3, identity: 1003 },
-  };
+  const pods = threePods(prefix, '10.97.0');
   const { a, b, c } = pods;
   const children: ChildProcess[] = [];
   let root = '';
