@@ -138,7 +138,7 @@ describe.skipIf(!helm)('helm chart charts/palisade', () => {
     expect(a.securityContext).toEqual({
       privileged: false,
       seccompProfile: { type: 'Unconfined' },
-      capabilities: { drop: ['ALL'], add: ['NET_ADMIN', 'SYS_ADMIN', 'BPF', 'PERFMON', 'NET_RAW', 'SYS_RESOURCE'] },
+      capabilities: { drop: ['ALL'], add: ['NET_ADMIN', 'SYS_ADMIN', 'BPF', 'PERFMON', 'NET_RAW', 'SYS_RESOURCE', 'SYS_PTRACE'] },
     });
     expect(a.volumeMounts).toContainEqual({ name: 'host-proc-sys-net', mountPath: '/host/proc/sys/net' });
   });
