@@ -30,12 +30,12 @@ import { diffState } from '../../pkg/datapath/diff.ts';
 import { LinuxDatapath } from '../../pkg/datapath/linux/datapath.ts';
 import { emptyState, type DatapathState, type EndpointEntry, type PolicyEntry } from '../../pkg/datapath/types.ts';
 import { startInNetns, wirePods } from '../helpers/netns.ts';
-import { inNs, median, quiet, sh, tcpFrame } from './lib.ts';
+import { envCount, inNs, median, quiet, sh, tcpFrame } from './lib.ts';
 
 const repo = new URL('../../', import.meta.url).pathname.replace(/\/dist\/$/, '/');
 const helper = join(repo, 'bin', 'palisade-bpf');
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
+const ROUNDS = envCount('BENCH_ROUNDS', 7);
+const SECONDS = envCount('BENCH_SECONDS', 1);
 const TEST_RUN_REPEAT = 200_000;
 const prefix = `pbd${process.pid % 10000}`;
 const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));

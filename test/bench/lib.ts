@@ -11,6 +11,21 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
+/**
+ * A whole number >= 1 from the environment, else `fallback`. Anything else stops the bench
+ * with a clear message: iperf3's `-t` takes whole seconds, and 0.3 used to hang a round.
+ */
+export function envCount(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`${name} must be a whole number >= 1, got ${JSON.stringify(raw)}\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
 /** Runs a command; its stdout. Throws on a non-zero exit. */
 export function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();

@@ -24,11 +24,11 @@ import { join } from 'node:path';
 import { LinuxDatapath } from '../../pkg/datapath/linux/datapath.ts';
 import { emptyState, type EndpointEntry, type PolicyEntry, type ServiceEntry } from '../../pkg/datapath/types.ts';
 import { startInNetns, wirePods } from '../helpers/netns.ts';
-import { inNs, median, quiet, sh, tcpFrame } from './lib.ts';
+import { envCount, inNs, median, quiet, sh, tcpFrame } from './lib.ts';
 
 const repo = new URL('../../', import.meta.url).pathname.replace(/\/dist\/$/, '/');
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
+const ROUNDS = envCount('BENCH_ROUNDS', 7);
+const SECONDS = envCount('BENCH_SECONDS', 1);
 const FILLER_SERVICES = 1000;
 const prefix = `pbs${process.pid % 10000}`;
 const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
