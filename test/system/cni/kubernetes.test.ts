@@ -2,11 +2,10 @@
 // API server reads its pod CIDR from its Node, and a CNI ADD returns only once the pod's
 // policy is in the datapath (NETPOL 26): a pod selected by a deny-all-ingress policy is
 // isolated from its first packet.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../../pkg/apiserver/index.ts';
+import { relayIntoNetns, type ApiRelay } from '../../helpers/apirelay.ts';
 import { describePrivileged } from '../../helpers/privileged.ts';
 import { echoAcrossRestart, Node, ROOT, testDatapath, watchEndpointEntries } from './harness.ts';
 
@@ -16,8 +15,7 @@ const API_PORT = 6443;
 describePrivileged('CNI in Kubernetes mode', () => {
   let node: Node;
   let api: ApiServer;
-  let relay: Server;
-  let socat: ChildProcess | undefined;
+  let relay: ApiRelay | undefined;
   let pa: string;
   let pb: string;
 
@@ -27,16 +25,7 @@ describePrivileged('CNI in Kubernetes mode', () => {
     api = await startApiServer({ crdFiles: [CRDS] });
     // The agent lives in its own network namespace: reach the API server through a unix
     // socket relayed to 127.0.0.1:6443 inside that namespace.
-    const sock = join(node.dir, 'api.sock');
-    relay = createServer((c) => {
-      const up = connect(api.port, '127.0.0.1');
-      c.pipe(up).pipe(c);
-      up.on('error', () => c.destroy());
-      c.on('error', () => up.destroy());
-    });
-    await new Promise<void>((r) => relay.listen(sock, r));
-    socat = spawn('nsenter', [`--net=/var/run/netns/${node.nodeNs}`, 'socat',
-      `TCP-LISTEN:${API_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${sock}`], { stdio: 'ignore' });
+    relay = await relayIntoNetns(api.port, node.nodeNs, join(node.dir, 'api.sock'), API_PORT);
     node.kubeconfig = join(node.dir, 'kubeconfig');
     await api.writeKubeconfig(node.kubeconfig, { server: `http://127.0.0.1:${API_PORT}` });
 
@@ -60,8 +49,7 @@ describePrivileged('CNI in Kubernetes mode', () => {
   });
   afterAll(async () => {
     await node?.stopAgent().catch(() => undefined);
-    socat?.kill('SIGKILL');
-    await new Promise<void>((r) => (relay ? relay.close(() => r()) : r()));
+    await relay?.close();
     await api?.close();
     await node?.destroy();
   });
