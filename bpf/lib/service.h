@@ -147,6 +147,7 @@ _Static_assert(sizeof(struct svc_affinity_value) == 16, "svc_affinity_value size
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "parse.h"
+#include "crc32c.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -225,6 +226,7 @@ struct svc_pkt {
 	__be16 ipId;
 	__u8 firstFrag; /* offset 0, more fragments follow */
 	__u8 pad;
+	__u16 l4len;    /* IP total length minus the IP header (SCTP's CRC32c length) */
 };
 
 /* svc_parse() results. */
@@ -284,6 +286,7 @@ static __always_inline int svc_parse(struct __sk_buff *skb, struct svc_pkt *s)
 	if (ihl < sizeof(h.ip) || ihl > 60)
 		return SVC_PARSE_NONE;
 	s->l4off = ETH_HLEN_ + ihl;
+	s->l4len = bpf_ntohs(h.ip.totLen) > ihl ? bpf_ntohs(h.ip.totLen) - ihl : 0;
 	if (bpf_skb_load_bytes(skb, s->l4off, b, h.ip.protocol == PROTO_TCP ? 14 : 4) < 0)
 		return SVC_PARSE_NONE;
 	__builtin_memcpy(&s->sport, &b[0], 2);
@@ -359,6 +362,40 @@ static __always_inline int svc_set_addr(struct __sk_buff *skb, const struct svc_
 	return bpf_skb_store_bytes(skb, at, &to, sizeof(to), 0);
 }
 
+#define SVC_SCTP_CSUM 8 /* the CRC32c field in the SCTP common header */
+#define SVC_SCTP_HLEN 12
+
+/*
+ * SCTP's CRC32c after a port change, updated incrementally (bpf/lib/crc32c.h): the field
+ * is a little-endian number over L = IP total length - IP header. A first fragment is
+ * not rewritten (its CRC covers the whole datagram, whose length it does not know): the
+ * caller drops it as an error. A field of 0 is a CRC not yet computed (the sender's
+ * stack left it to checksum offload or GSO, which compute it later over the packet as it
+ * then is, with the field zero): it stays 0. A real CRC of 0 has odds 2^-32.
+ */
+static __always_inline int svc_sctp_port_csum(struct __sk_buff *skb, const struct svc_pkt *s,
+					      __u32 at, __be16 from, __be16 to)
+{
+	__u8 old[4] = {}, new[4] = {}, c[4];
+	__u32 check;
+
+	if (s->firstFrag || s->l4len < SVC_SCTP_HLEN)
+		return -1;
+	if (bpf_skb_load_bytes(skb, s->l4off + SVC_SCTP_CSUM, c, sizeof(c)) < 0)
+		return -1;
+	check = (__u32)c[0] | ((__u32)c[1] << 8) | ((__u32)c[2] << 16) | ((__u32)c[3] << 24);
+	if (check == 0)
+		return 0;
+	__builtin_memcpy(&old[at & 2], &from, 2);
+	__builtin_memcpy(&new[at & 2], &to, 2);
+	check = crc32c_update_head4(check, old, new, s->l4len);
+	c[0] = check;
+	c[1] = check >> 8;
+	c[2] = check >> 16;
+	c[3] = check >> 24;
+	return bpf_skb_store_bytes(skb, s->l4off + SVC_SCTP_CSUM, c, sizeof(c), 0);
+}
+
 /* Rewrites the port at L4 offset `at` (0 = source, 2 = destination). */
 static __always_inline int svc_set_port(struct __sk_buff *skb, const struct svc_pkt *s,
 					__u32 at, __be16 from, __be16 to)
@@ -367,6 +404,8 @@ static __always_inline int svc_set_port(struct __sk_buff *skb, const struct svc_
 
 	if (from == to)
 		return 0;
+	if (s->protocol == PROTO_SCTP && svc_sctp_port_csum(skb, s, at, from, to) < 0)
+		return -1;
 	if (csum && bpf_l4_csum_replace(skb, csum, from, to, svc_l4_flags(s, sizeof(to))) < 0)
 		return -1;
 	return bpf_skb_store_bytes(skb, s->l4off + at, &to, sizeof(to), 0);

@@ -34,9 +34,10 @@
  *       Prints every slot of a per-CPU array of u64, summed over CPUs, one per line.
  *   palisade-bpf info PROG_PIN
  *       Prints "ID LOADED_AT_MS": the program id and when it was loaded (epoch ms).
- *   palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT
+ *   palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT [OUT_FILE]
  *       BPF_PROG_TEST_RUN with the frame in DATA_FILE and skb->ifindex = IFINDEX;
- *       prints "RETVAL DURATION_NS" (the kernel's average per run).
+ *       prints "RETVAL DURATION_NS" (the kernel's average per run); with OUT_FILE,
+ *       also writes the frame as the program left it there.
  *   palisade-bpf serve
  *       The agent's persistent helper: reads requests "ID COMMAND ARGS..." one per line
  *       on stdin (COMMAND one of attach, detach, tc-attach, tc-detach, veth-add,
@@ -456,7 +457,8 @@ static int cmd_counters(const char *map_pin)
 	return 0;
 }
 
-static int cmd_test_run(const char *prog_pin, const char *data_file, int ifindex, int repeat)
+static int cmd_test_run(const char *prog_pin, const char *data_file, int ifindex, int repeat,
+			const char *out_file)
 {
 	unsigned char data[9216], out[9216 + 256];
 	struct __sk_buff ctx = {};
@@ -486,6 +488,15 @@ static int cmd_test_run(const char *prog_pin, const char *data_file, int ifindex
 	close(prog_fd);
 	if (err)
 		return fail("running program", errno);
+	if (out_file) {
+		fd = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0)
+			return fail("opening output file", errno);
+		n = write(fd, out, opts.data_size_out);
+		close(fd);
+		if (n != (ssize_t)opts.data_size_out)
+			return fail("writing output file", n < 0 ? errno : EIO);
+	}
 	printf("%d %u\n", (int)opts.retval, opts.duration);
 	return 0;
 }
@@ -505,7 +516,7 @@ static void usage(void)
 		"       palisade-bpf ifname IFINDEX\n"
 		"       palisade-bpf counters MAP_PIN\n"
 		"       palisade-bpf info PROG_PIN\n"
-		"       palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT\n"
+		"       palisade-bpf test-run PROG_PIN DATA_FILE IFINDEX REPEAT [OUT_FILE]\n"
 		"       palisade-bpf serve\n");
 }
 
@@ -663,8 +674,9 @@ static int cli(int argc, char **argv)
 		return cmd_load(argv[2], argv[3], argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "counters"))
 		return cmd_counters(argv[2]);
-	if (argc == 6 && !strcmp(argv[1], "test-run"))
-		return cmd_test_run(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
+	if ((argc == 6 || argc == 7) && !strcmp(argv[1], "test-run"))
+		return cmd_test_run(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]),
+				    argc == 7 ? argv[6] : NULL);
 	rc = dispatch_shared(argc, argv);
 	if (rc >= 0)
 		return rc;

@@ -118,11 +118,6 @@ export function checkServiceEntry(e: ServiceEntry): void {
   for (const b of e.backends) {
     ipOf(b.ip, `${where}: backend ip`);
     portOf(b.port, `${where}: backend port`);
-    // SCTP's checksum is a CRC32c over the SCTP packet, ports included: a port rewrite
-    // would need it recomputed, which the datapath does not do (docs/services.md).
-    if (e.protocol === PROTO_SCTP && b.port !== e.port) {
-      invalid(`${where}: SCTP backend ${backendKey(b)} needs port translation (unsupported)`);
-    }
     if (seen.has(backendKey(b))) invalid(`${where}: backend ${backendKey(b)} listed twice`);
     seen.add(backendKey(b));
   }

@@ -88,10 +88,6 @@ export function desiredServices(
           if (ep.conditions?.ready === false) continue;
           for (const addr of ep.addresses) {
             if (!IPV4.test(addr)) continue;
-            if (protocol === PROTO_SCTP && sp.port !== p.port) {
-              problems.push({ service: name, message: `port ${label}: SCTP backend ${addr}:${sp.port} needs port translation (unsupported), left out` });
-              continue;
-            }
             backends.set(`${addr}:${sp.port}`, { ip: addr, port: sp.port });
           }
         }

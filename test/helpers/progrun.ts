@@ -8,7 +8,7 @@
  * a unique prefix and removed in afterAll, also when a test fails.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
@@ -39,6 +39,9 @@ export interface ProgRun {
   apply(c: DatapathChange): Promise<void>;
   /** Runs the frame through from_pod (egress) or to_pod (ingress); the program's return. */
   run(spec: FrameSpec): number;
+  /** Runs raw frame bytes through from_pod (egress) or to_pod (ingress): the program's
+   * return and the frame as the program left it. */
+  runBytes(bytes: Buffer, direction: 'egress' | 'ingress', ifindex: number): { retval: number; out: Buffer };
   /** `run` as a verdict: 0 'allowed', 2 'dropped'; any other return throws. */
   verdict(spec: FrameSpec): 'allowed' | 'dropped';
   /** The kernel's verdict (ifindex defaults to ifPod), expected equal to the model's. */
@@ -94,6 +97,14 @@ export function useProgRun(tag: string, opts: { reload?: boolean } = {}): ProgRu
       const prog = join(root, 'palisade', 'progs', spec.direction === 'egress' ? 'from_pod' : 'to_pod');
       const out = execFileSync(helper, ['test-run', prog, file, String(spec.ifindex), '1']).toString();
       return Number(out.split(' ')[0]);
+    },
+    runBytes(bytes, direction, ifindex) {
+      const file = join(tmp, 'frame.bin');
+      const outFile = join(tmp, 'frame.out');
+      writeFileSync(file, bytes);
+      const prog = join(root, 'palisade', 'progs', direction === 'egress' ? 'from_pod' : 'to_pod');
+      const out = execFileSync(helper, ['test-run', prog, file, String(ifindex), '1', outFile]).toString();
+      return { retval: Number(out.split(' ')[0]), out: readFileSync(outFile) };
     },
     verdict(spec) {
       const retval = rig.run(spec);

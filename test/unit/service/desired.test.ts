@@ -51,13 +51,13 @@ describe('desiredServices', () => {
     expect(d.entries.map((e) => `${e.port}/${e.protocol}->${e.backends[0]!.port}`)).toEqual(['53/6->5354', '53/17->5353', '99/132->99']);
   });
 
-  test('SCTP backends that need port translation are left out, with a problem', () => {
+  test('SCTP backends whose port differs from the Service port are kept (the datapath updates the CRC32c)', () => {
     const d = desiredServices(
       [svc('s', { clusterIP: '10.96.0.10', ports: [{ port: 99, protocol: 'SCTP', targetPort: 100 }] })],
       [slice('s', 's', [{ port: 100, protocol: 'SCTP' }], [ready('10.244.0.1')])],
     );
-    expect(d.entries[0]!.backends).toEqual([]);
-    expect(d.problems[0]!.message).toMatch(/SCTP .* port translation/);
+    expect(d.entries[0]!.backends).toEqual([{ ip: '10.244.0.1', port: 100 }]);
+    expect(d.problems).toEqual([]);
   });
 
   test('headless, ExternalName, IPv6 and missing ClusterIPs have no frontend; NodePort/LoadBalancer keep their ClusterIP only', () => {

@@ -100,11 +100,17 @@ describe('ServiceTable', () => {
     ['affinity above a day', fe('10.96.0.1', [], { affinityTimeoutSec: 86401 })],
     ['backend port 0', fe('10.96.0.1', [['10.244.0.1', 0]])],
     ['a backend twice', fe('10.96.0.1', [['10.244.0.1', 80], ['10.244.0.1', 80]])],
-    ['SCTP port translation', fe('10.96.0.1', [['10.244.0.1', 81]], { protocol: 132 })],
   ])('bad input (%s) throws and plans nothing', (_name, bad) => {
     const t = new ServiceTable();
     expect(() => t.plan([fe('10.96.0.9', []), bad])).toThrow(DatapathError);
     expect(t.entries()).toEqual([]);
+  });
+
+  test('an SCTP backend on another port than the Service is planned (the datapath updates the CRC32c)', () => {
+    const t = new ServiceTable();
+    const m = new Maps();
+    apply(t, m, [fe('10.96.0.1', [['10.244.0.1', 81]], { protocol: 132 })]);
+    expect(m.view()).toEqual({ '10.96.0.1:80': ['10.244.0.1:81'] });
   });
 
   test('two entries for one frontend are refused', () => {
