@@ -217,7 +217,8 @@ export class MemoryDatapath implements Datapath {
    * A packet through the whole program of its direction, Service translation included
    * (from_pod: translate, verdict, record; to_pod: verdict, reverse). `packet` is what
    * leaves the program; `verdict` is undefined when translation alone decided (a reject,
-   * a hairpin reply). See bpf/from_pod.c, bpf/to_pod.c.
+   * a hairpin reply, an 'error': a rewrite the datapath cannot do, so the packet is
+   * dropped). See bpf/from_pod.c, bpf/to_pod.c.
    */
   send(p: Packet): { verdict?: Verdict; translation: Translation; packet: Packet } {
     const now = p.now ?? Date.now();
@@ -243,7 +244,7 @@ export class MemoryDatapath implements Datapath {
     }
     if (p.direction === 'egress') {
       const x: Translation = hasL4 ? this.services.translate(tuple(p), now) : { action: 'none' };
-      if (x.action === 'reject') return { translation: x, packet: p };
+      if (x.action === 'reject' || x.action === 'error') return { translation: x, packet: p };
       if (x.action === 'hairpin-reply') return { translation: x, packet: { ...p, ...x.packet } };
       const out = x.action === 'translated' ? { ...p, ...x.packet } : p;
       const v = this.verdict(out);
@@ -258,6 +259,7 @@ export class MemoryDatapath implements Datapath {
     }
     if (v.verdict !== 'allowed' || !hasL4) return { verdict: v, translation: { action: 'none' }, packet: p };
     const r = this.services.reverse(tuple(p), now);
+    if (!r) return { translation: { action: 'error' }, packet: p };
     return { verdict: v, translation: { action: 'none' }, packet: { ...p, srcIp: r.srcIp, srcPort: r.srcPort } };
   }
 

@@ -45,6 +45,8 @@ export type Translation =
   | { action: 'reject' }
   /** A hairpin reply, rewritten and handed back into the pod (no verdict). */
   | { action: 'hairpin-reply'; packet: SvcTuple }
+  /** A rewrite the datapath does not do (sctpFragmentPortRewrite): dropped, counted in errors. */
+  | { action: 'error' }
   | {
     action: 'translated'; packet: SvcTuple; orig: SvcTuple; backend: BackendEntry;
     hairpin: boolean; record: 'none' | 'new'; closing: boolean;
@@ -56,6 +58,15 @@ const natKey = (t: Pick<SvcTuple, 'srcIp' | 'dstIp' | 'srcPort' | 'dstPort' | 'p
 function lifetime(protocol: number, closing: boolean): number {
   if (closing) return natLifetimeMs.closing;
   return protocol === PROTO_UDP ? natLifetimeMs.udp : natLifetimeMs.tcp;
+}
+
+/**
+ * An SCTP first fragment whose port would change: its CRC32c covers the whole datagram,
+ * whose length it does not carry, so the datapath cannot update it and drops the packet
+ * (bpf/lib/service.h svc_sctp_port_csum).
+ */
+export function sctpFragmentPortRewrite(t: SvcTuple, from: number, to: number): boolean {
+  return t.protocol === PROTO_SCTP && t.firstFragment === true && from !== to;
 }
 
 export class MemoryServices {
@@ -102,6 +113,10 @@ export class MemoryServices {
     if (t.dstIp === SVC_HAIRPIN_IPV4) {
       const v = this.nat.get(natKey(t));
       if (!v || !v.reverse || !v.hairpin) return { action: 'none' };
+      if (sctpFragmentPortRewrite(t, t.srcPort, v.port)) {
+        this.counters.errors++;
+        return { action: 'error' };
+      }
       if (t.protocol === PROTO_TCP && (t.tcpFlags ?? 0) & (TCP_FIN | TCP_RST)) v.closing = true;
       this.counters.reversed++;
       this.counters.hairpin++;
@@ -144,6 +159,10 @@ export class MemoryServices {
       backend = this.#pick(fe, t, now);
       hairpin = backend.ip === t.srcIp;
       record = 'new';
+    }
+    if (sctpFragmentPortRewrite(t, t.dstPort, backend.port)) {
+      this.counters.errors++;
+      return { action: 'error' };
     }
     const packet: SvcTuple = { ...t, dstIp: backend.ip, dstPort: backend.port };
     if (hairpin) packet.srcIp = SVC_HAIRPIN_IPV4;
@@ -211,10 +230,17 @@ export class MemoryServices {
     return { srcIp: errorSrc === quoted.dstIp ? v.ip : errorSrc, quoted: { ...quoted, dstIp: v.ip, dstPort: v.port } };
   }
 
-  /** svc_reverse: a packet entering a pod, after an ingress verdict that allowed it. */
-  reverse(t: SvcTuple, now: number): SvcTuple {
+  /**
+   * svc_reverse: a packet entering a pod, after an ingress verdict that allowed it.
+   * Undefined when the datapath drops it instead (sctpFragmentPortRewrite).
+   */
+  reverse(t: SvcTuple, now: number): SvcTuple | undefined {
     const v = this.nat.get(natKey(t));
     if (!v || !v.reverse || v.hairpin || now - v.lastSeen > lifetime(t.protocol, v.closing)) return t;
+    if (sctpFragmentPortRewrite(t, t.srcPort, v.port)) {
+      this.counters.errors++;
+      return undefined;
+    }
     if (t.protocol === PROTO_TCP && (t.tcpFlags ?? 0) & (TCP_FIN | TCP_RST) && !v.closing) {
       v.closing = true;
       const f = this.nat.get(natKey({ srcIp: t.dstIp, srcPort: t.dstPort, dstIp: v.ip, dstPort: v.port, protocol: t.protocol }));

@@ -112,6 +112,7 @@ describePrivileged('SCTP port translation (CRC32c updated incrementally)', () =>
     };
     await rig.apply({ upsert: up, delete: emptyState() });
     await rig.dp.applyServices(services);
+    await rig.model.applyServices(services);
   });
 
   const egress = (f: Buffer): { retval: number; out: Parsed; bytes: Buffer } => {
@@ -167,6 +168,9 @@ describePrivileged('SCTP port translation (CRC32c updated incrementally)', () =>
       const f = egress(sctpFrame({ src: POD, dst: VIP, sport: 40400, dport: 5000, chunks: DATA(100), firstFragment: true }));
       expect(f.retval).toBe(TC_ACT_SHOT);
       expect((await rig.dp.serviceCounters()).errors).toBe(before + 1);
+      // The model agrees.
+      const m = rig.model.send({ ifindex: ifPod, direction: 'egress', srcIp: POD, dstIp: VIP, protocol: 132, srcPort: 40400, dstPort: 5000, fragment: 'first', ipId: 0x1234, now: Date.now() });
+      expect(m.translation.action).toBe('error');
     });
   });
 

@@ -110,6 +110,24 @@ describe('memory datapath: ClusterIP translation', () => {
     expect(dp.send({ ...reply, fragment: 'later' }).packet.srcIp).toBe(VIP);
   });
 
+  test('SCTP: ports translated both ways; a first fragment needing a port rewrite is dropped as an error', async () => {
+    const dp = await setup([svc([[B.ipv4, 6000]], { port: 5000, protocol: 132 }), svc([[C.ipv4, 5001]], { ip: '10.96.0.11', port: 5001, protocol: 132 })]);
+    const sctp = { protocol: 132, dstPort: 5000, tcpFlags: undefined };
+    const whole = dp.send(out(7000, sctp));
+    expect(whole.packet).toMatchObject({ dstIp: B.ipv4, dstPort: 6000 });
+    const reply = { ifindex: A.ifindex, direction: 'ingress' as const, srcIp: B.ipv4, dstIp: A.ipv4, protocol: 132, srcPort: 6000, dstPort: 7000, now: 1001 };
+    expect(dp.send(reply).packet).toMatchObject({ srcIp: VIP, srcPort: 5000 });
+
+    const before = (await dp.serviceCounters()).errors;
+    expect(dp.send(out(7000, { ...sctp, fragment: 'first', ipId: 5 })).translation.action).toBe('error');
+    expect(dp.send(out(7001, { ...sctp, fragment: 'first', ipId: 6 })).translation.action).toBe('error');
+    expect(dp.send({ ...reply, fragment: 'first', ipId: 7 }).translation.action).toBe('error');
+    expect((await dp.serviceCounters()).errors).toBe(before + 3);
+    // The same port on both sides: nothing to update, the first fragment is translated.
+    const same = dp.send(out(7002, { ...sctp, dstIp: '10.96.0.11', dstPort: 5001, fragment: 'first', ipId: 8 }));
+    expect(same.packet).toMatchObject({ dstIp: C.ipv4, dstPort: 5001 });
+  });
+
   test('no ready backend: rejected before any verdict, counted', async () => {
     const dp = await setup([svc([])]);
     const r = dp.send(out(40000));
