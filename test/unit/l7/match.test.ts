@@ -1,4 +1,5 @@
 /** HTTP rule matching (pkg/l7/match.ts): the tables H7's decider relies on. */
+import { Worker } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
 import { matchAnyHttpRule, matchHttpRule, splitHost, validateHttpRules } from '../../../pkg/l7/match.ts';
 import type { RequestInfo } from '../../../pkg/l7/types.ts';
@@ -83,6 +84,38 @@ describe('validateHttpRules', () => {
   test('an unbalanced ) is invalid even though the anchored form would compile', () => {
     expect(validateHttpRules([{ path: 'a)|(b' }])[0]?.field).toBe('http[0].path');
   });
+
+  test('backreferences and lookaheads are refused: rules must match in linear time', () => {
+    const problems = validateHttpRules([{ path: '/(a)\\1' }, { method: '(?=G)GET' }, { path: '/x(?!y)' }]);
+    expect(problems.map((p) => p.field)).toEqual(['http[0].path', 'http[1].method', 'http[2].path']);
+    expect(problems[0]!.message).toMatch(/linear time/);
+    // A refused rule never matches (fail closed).
+    expect(matchHttpRule({ path: '/(a)\\1' }, req('GET', '/aa'))).toBe(false);
+  });
+
+  test('a pattern that backtracks exponentially still answers on a long path', async () => {
+    // On a backtracking engine `/(a+)+` against 60 a's and a b takes about 2^60 steps. The
+    // match runs in a worker so that such a hang fails this test instead of the run.
+    const url = new URL('../../../pkg/l7/match.ts', import.meta.url).href;
+    const worker = new Worker(`
+      const { parentPort } = await import('node:worker_threads');
+      const { matchHttpRule, validateHttpRules } = await import(${JSON.stringify(url)});
+      const req = (path) => ({ method: 'GET', path, headers: new Map() });
+      const rule = { path: '/(a+)+' };
+      parentPort.postMessage([validateHttpRules([rule]).length,
+        matchHttpRule(rule, req('/' + 'a'.repeat(60) + 'b')), matchHttpRule(rule, req('/' + 'a'.repeat(60)))]);
+    `, { eval: true });
+    try {
+      const answer = await new Promise((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+        setTimeout(() => reject(new Error('matching did not finish: the rule backtracked')), 20_000).unref();
+      });
+      expect(answer).toEqual([0, false, true]);
+    } finally {
+      await worker.terminate();
+    }
+  }, 30_000);
 
   test('bad header entries and empty hosts are reported', () => {
     const problems = validateHttpRules([{ host: '', headers: [{ name: '' }] } as HttpRule]);
