@@ -77,7 +77,7 @@ const DENIED = {
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large',
-  502: 'Bad Gateway', 505: 'HTTP Version Not Supported',
+  502: 'Bad Gateway', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
 };
 
 /** A response head with every Connection/Keep-Alive field replaced by `connection: close`. */
@@ -115,6 +115,10 @@ export class ClientConnection {
 
   private timer: NodeJS.Timeout | null = null;
   private timerKind: 'idle' | 'header' | 'linger' | null = null;
+  /** Checks stream inactivity while a request is in progress or in tunnel mode. */
+  private streamTimer: NodeJS.Timeout | null = null;
+  /** performance.now() of the last byte moved in either direction. */
+  private lastActivity = 0;
 
   private upstream: Socket | null = null;
   private upstreamPaused = false;
@@ -185,6 +189,47 @@ export class ClientConnection {
     else this.destroy();
   }
 
+  /** Starts the stream inactivity check (idempotent); it stops itself once idle. */
+  private watchStream(): void {
+    this.lastActivity = performance.now();
+    if (this.streamTimer) return;
+    const limit = this.ctx.limits.streamIdleTimeoutMs;
+    this.streamTimer = setInterval(() => this.checkStream(), Math.max(25, Math.floor(limit / 4)));
+    this.streamTimer.unref();
+  }
+
+  private unwatchStream(): void {
+    if (this.streamTimer) clearInterval(this.streamTimer);
+    this.streamTimer = null;
+  }
+
+  private checkStream(): void {
+    const ex = this.ex;
+    if (this.phase === 'closed' || (!ex && this.phase !== 'tunnel')) {
+      this.unwatchStream();
+      return;
+    }
+    if (performance.now() - this.lastActivity < this.ctx.limits.streamIdleTimeoutMs) return;
+    this.unwatchStream();
+    if (ex && ex.status === 0) {
+      // Nothing answered yet: say which side stalled, then close.
+      const status = ex.bodyDone ? 504 : 408;
+      this.dropUpstream(true);
+      this.writeClient(plainResponse(status, REASONS[status]!, `${status === 504 ? 'upstream' : 'request body'} timed out\n`,
+        true, ex.req.method === 'HEAD'));
+      ex.status = status;
+      this.recordExchange(ex);
+      this.ex = null;
+      this.closeGracefully();
+      return;
+    }
+    if (ex) {
+      this.recordExchange(ex);
+      this.ex = null;
+    }
+    this.destroy();
+  }
+
   // ---- client input -------------------------------------------------------------------
 
   private pause(bit: number): void {
@@ -200,6 +245,7 @@ export class ClientConnection {
 
   private onClientData(chunk: Buffer): void {
     if (this.phase === 'closing' || this.phase === 'closed') return;
+    this.lastActivity = performance.now();
     if (this.phase === 'tunnel') {
       const up = this.upstream;
       if (up && !up.write(chunk)) this.pauseForUpstream(up);
@@ -229,6 +275,7 @@ export class ClientConnection {
     const wasTunnel = this.phase === 'tunnel';
     this.phase = 'closed';
     this.clearTimer();
+    this.unwatchStream();
     if (this.ex) this.recordExchange(this.ex);
     this.ex = null;
     this.buf = null;
@@ -333,6 +380,7 @@ export class ClientConnection {
       closeAfter: last || !req.keepAlive, upstreamClose: false, recorded: false,
     };
     this.ex = ex;
+    this.watchStream();
     if (decision.allowed) this.forward(ex, head);
     else this.deny(ex);
   }
@@ -445,7 +493,9 @@ export class ClientConnection {
     const up = this.ctx.connectUpstream(this.info);
     up.setNoDelay(true);
     up.on('data', (c: Buffer) => {
-      if (up === this.upstream) this.onUpstreamData(c);
+      if (up !== this.upstream) return;
+      this.lastActivity = performance.now();
+      this.onUpstreamData(c);
     });
     up.on('end', () => {
       if (up === this.upstream && this.phase === 'tunnel') this.client.end();
@@ -629,6 +679,7 @@ export class ClientConnection {
     this.ex = null;
     this.phase = 'tunnel';
     this.clearTimer();
+    this.watchStream();
     this.upBuf = null;
     this.writeClient(head);
     if (rest.length > 0) this.writeClient(rest);

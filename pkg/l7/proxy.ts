@@ -16,6 +16,7 @@ export const DEFAULT_L7_LIMITS: Readonly<L7Limits> = {
   idleTimeoutMs: 60_000,
   headerTimeoutMs: 10_000,
   maxConnections: 10_000,
+  streamIdleTimeoutMs: 300_000,
 };
 
 /** How long close() lets busy connections finish their current exchange before cutting them. */

@@ -59,6 +59,13 @@ export interface L7Limits {
   headerTimeoutMs: number;
   /** Concurrent client connections; beyond it new ones are refused. */
   maxConnections: number;
+  /**
+   * While a request is in progress (body, waiting for or streaming the response) or a
+   * connection is a tunnel: how long no byte may move in either direction, ms. Then the
+   * client gets 408 (its request body stalled) or 504 (the upstream stalled) when no
+   * response has started, else both sides are cut off.
+   */
+  streamIdleTimeoutMs: number;
 }
 
 export interface L7ProxyOptions {

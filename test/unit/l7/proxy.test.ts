@@ -322,6 +322,53 @@ describe('malformed requests', () => {
 });
 
 describe('upstream failures and limits', () => {
+  test('stream idle timeout: a request body that stalls gets 408 and a record', async () => {
+    const silent = net.createServer(() => { /* accepts, never answers */ });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      fx = await startProxy((silent.address() as net.AddressInfo).port, 'all', { limits: { streamIdleTimeoutMs: 150 } });
+      const c = client();
+      c.send('POST /public HTTP/1.1\r\nHost: w\r\nContent-Length: 10\r\n\r\nabc');
+      expect(await c.closedWithin(3000)).toBe(true);
+      expect(statusLines(c.text)).toEqual(['408']);
+      expect(fx.records.at(-1)).toMatchObject({ http: { method: 'POST', path: '/public', status: 408 } });
+    } finally {
+      silent.close();
+    }
+  });
+
+  test('stream idle timeout: an upstream that never answers gives 504', async () => {
+    const silent = net.createServer(() => { /* accepts, never answers */ });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      fx = await startProxy((silent.address() as net.AddressInfo).port, 'all', { limits: { streamIdleTimeoutMs: 150 } });
+      const c = client();
+      c.send(get('/slow'));
+      expect(await c.closedWithin(3000)).toBe(true);
+      expect(statusLines(c.text)).toEqual(['504']);
+      expect(fx.records.at(-1)).toMatchObject({ verdict: 'allowed', http: { path: '/slow', status: 504 } });
+    } finally {
+      silent.close();
+    }
+  });
+
+  test('stream idle timeout does not cut a request that keeps moving', async () => {
+    await use('all', { limits: { streamIdleTimeoutMs: 300 } });
+    const c = client();
+    c.send('POST /public HTTP/1.1\r\nHost: w\r\nContent-Length: 8\r\n\r\n');
+    // 8 bytes, one every 100 ms: 800 ms in all, never 300 ms without a byte.
+    for (let i = 0; i < 8; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      c.send('x');
+    }
+    await c.until((t) => t.includes('\r\n\r\n') && statusLines(t).length === 1);
+    expect(statusLines(c.text)).toEqual(['200']);
+  });
+
+  test('an invalid stream idle timeout is refused', async () => {
+    await expect(startProxy(upstream.port, 'all', { limits: { streamIdleTimeoutMs: 0 } })).rejects.toThrow(/streamIdleTimeoutMs/);
+  });
+
   test('upstream refused: 502 and a record with status 502', async () => {
     const dead = net.createServer();
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
