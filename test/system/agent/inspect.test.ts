@@ -5,18 +5,15 @@
  * both pods named and `default-deny`, /metrics counts the drop by reason, and the pod's
  * PalisadeEndpoint shows the enforcement.
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startApiServer, type ApiServer } from '../../../pkg/apiserver/index.ts';
+import type { ApiServer } from '../../../pkg/apiserver/index.ts';
 import type { FlowRecord } from '../../../pkg/flow/types.ts';
-import { relayIntoNetns, type ApiRelay } from '../../helpers/apirelay.ts';
 import { eventually as poll } from '../../helpers/eventually.ts';
 import { describePrivileged } from '../../helpers/privileged.ts';
-import { Node, ROOT, testDatapath } from '../cni/harness.ts';
+import { startTestCluster, type TestCluster } from '../cni/cluster.ts';
+import { Node, testDatapath } from '../cni/harness.ts';
 import { parsePrometheusText, valueOf } from '../../unit/api/promtext.ts';
 
-const CRDS = join(ROOT, 'manifests/crds.yaml');
-const API_PORT = 6443;
 
 const eventually = <T>(read: () => Promise<T>, ok: (v: T) => boolean, what: string): Promise<T> =>
   poll(read, ok, what, { tries: 100, intervalMs: 100 });
@@ -24,7 +21,7 @@ const eventually = <T>(read: () => Promise<T>, ok: (v: T) => boolean, what: stri
 describePrivileged('inspection on the real datapath', () => {
   let node: Node;
   let api: ApiServer;
-  let relay: ApiRelay | undefined;
+  let cluster: TestCluster | undefined;
   let pa: string;
   let pb: string;
   const ip: Record<string, string> = {};
@@ -33,24 +30,8 @@ describePrivileged('inspection on the real datapath', () => {
   beforeAll(async () => {
     node = new Node('insp', '10.126.0.0/24');
     await node.init();
-    api = await startApiServer({ crdFiles: [CRDS] });
-    relay = await relayIntoNetns(api.port, node.nodeNs, join(node.dir, 'api.sock'), API_PORT);
-    node.kubeconfig = join(node.dir, 'kubeconfig');
-    await api.writeKubeconfig(node.kubeconfig, { server: `http://127.0.0.1:${API_PORT}` });
-
-    api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: node.nodeName }, spec: { podCIDR: node.cidr } });
-    api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x', labels: { 'kubernetes.io/metadata.name': 'x' } } });
-    for (const name of ['a', 'b']) {
-      api.create({
-        apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'x', labels: { pod: name } },
-        spec: { nodeName: node.nodeName, containers: [{ name: 'c', image: 'probe' }] },
-      });
-    }
-    api.create({
-      apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy',
-      metadata: { name: 'deny-b', namespace: 'x' },
-      spec: { podSelector: { matchLabels: { pod: 'b' } }, policyTypes: ['Ingress'] },
-    });
+    cluster = await startTestCluster(node);
+    api = cluster.api;
     // Health port 0: a free one, reached from the test through the node namespace below.
     await node.startAgent(['--health-port', '0']);
     pa = await node.addPod('a');
@@ -68,8 +49,7 @@ describePrivileged('inspection on the real datapath', () => {
 
   afterAll(async () => {
     await node?.stopAgent().catch(() => undefined);
-    await relay?.close();
-    await api?.close();
+    await cluster?.close();
     await node?.destroy();
   });
 

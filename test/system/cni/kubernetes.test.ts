@@ -2,55 +2,32 @@
 // API server reads its pod CIDR from its Node, and a CNI ADD returns only once the pod's
 // policy is in the datapath (NETPOL 26): a pod selected by a deny-all-ingress policy is
 // isolated from its first packet.
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startApiServer, type ApiServer } from '../../../pkg/apiserver/index.ts';
-import { relayIntoNetns, type ApiRelay } from '../../helpers/apirelay.ts';
+import type { ApiServer } from '../../../pkg/apiserver/index.ts';
 import { describePrivileged } from '../../helpers/privileged.ts';
-import { echoAcrossRestart, Node, ROOT, testDatapath, watchEndpointEntries } from './harness.ts';
+import { startTestCluster, type TestCluster } from './cluster.ts';
+import { echoAcrossRestart, Node, testDatapath, watchEndpointEntries } from './harness.ts';
 
-const CRDS = join(ROOT, 'manifests/crds.yaml');
-const API_PORT = 6443;
 
 describePrivileged('CNI in Kubernetes mode', () => {
   let node: Node;
   let api: ApiServer;
-  let relay: ApiRelay | undefined;
+  let cluster: TestCluster | undefined;
   let pa: string;
   let pb: string;
 
   beforeAll(async () => {
     node = new Node('k8s', '10.127.0.0/24');
     await node.init();
-    api = await startApiServer({ crdFiles: [CRDS] });
-    // The agent lives in its own network namespace: reach the API server through a unix
-    // socket relayed to 127.0.0.1:6443 inside that namespace.
-    relay = await relayIntoNetns(api.port, node.nodeNs, join(node.dir, 'api.sock'), API_PORT);
-    node.kubeconfig = join(node.dir, 'kubeconfig');
-    await api.writeKubeconfig(node.kubeconfig, { server: `http://127.0.0.1:${API_PORT}` });
-
-    api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: node.nodeName }, spec: { podCIDR: node.cidr } });
-    api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x', labels: { 'kubernetes.io/metadata.name': 'x' } } });
-    for (const name of ['a', 'b']) {
-      api.create({
-        apiVersion: 'v1', kind: 'Pod',
-        metadata: { name, namespace: 'x', uid: `uid-${name}`, labels: { pod: name } },
-        spec: { nodeName: node.nodeName, containers: [{ name: 'c', image: 'probe', ports: [{ containerPort: 80, protocol: 'TCP' }] }] },
-      });
-    }
-    api.create({
-      apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy',
-      metadata: { name: 'deny-b', namespace: 'x' },
-      spec: { podSelector: { matchLabels: { pod: 'b' } }, policyTypes: ['Ingress'] },
-    });
+    cluster = await startTestCluster(node, { fixedUids: true, port80: true });
+    api = cluster.api;
     await node.startAgent();
     pa = await node.addPod('a');
     pb = await node.addPod('b');
   });
   afterAll(async () => {
     await node?.stopAgent().catch(() => undefined);
-    await relay?.close();
-    await api?.close();
+    await cluster?.close();
     await node?.destroy();
   });
 
