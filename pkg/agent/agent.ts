@@ -143,7 +143,6 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   // reconcile keeps their entries (established connections never see a gap).
   // L7 proxy (docs/l7.md): before the first reconcile, so redirect entries find it ready.
   // Not fatal: without it, redirected connections are dropped (http rules fail closed).
-  const l7Stats = { allowed: 0, denied: 0 };
   let l7: L7Handle | undefined;
   if (controlPlane && opts.datapath === 'linux' && opts.l7ProxyPort > 0) {
     const cp = controlPlane;
@@ -151,9 +150,8 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
       port: opts.l7ProxyPort, node: opts.nodeName, log,
       bpfDir: join(opts.bpffsRoot, 'palisade'), stateDir: opts.stateDir,
       compileResult: () => cp.lastCompile?.(),
+      // Counted by the flow store: palisade_l7_requests_total{verdict,direction}.
       onRecord: (r) => {
-        if (r.verdict === 'allowed') l7Stats.allowed++;
-        else l7Stats.denied++;
         try {
           inspection.record(r);
         } catch (err) {
@@ -176,8 +174,6 @@ export async function startAgent(opts: AgentOptions, seams: AgentSeams = {}): Pr
   metrics.gauge('palisade_ipam_addresses_capacity', () => ipam.capacity);
   if (l7) {
     const proxy = l7.proxy;
-    metrics.gauge('palisade_l7_requests_allowed', () => l7Stats.allowed);
-    metrics.gauge('palisade_l7_requests_denied', () => l7Stats.denied);
     metrics.gauge('palisade_l7_connections', () => proxy.connections());
   }
   const notReadyReason = (): string | undefined => {
