@@ -26,6 +26,11 @@ export class KeyedMutex {
     return result;
   }
 
+  /** Resolves once every operation queued so far has settled. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.tails.values()]);
+  }
+
   /** Keys with an operation queued or running. */
   busy(): Set<string> {
     return new Set(this.tails.keys());

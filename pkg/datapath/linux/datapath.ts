@@ -35,6 +35,7 @@ import { LinuxServiceMaps } from './services.ts';
 import type { NatEntry } from '../service-codec.ts';
 import type { ServiceCounters, ServiceEntry } from '../types.ts';
 import { repoRoot, runOk, type RunResult } from './exec.ts';
+import { KeyedMutex } from '../../ipam/mutex.ts';
 import { HelperServer } from './helper-server.ts';
 import {
   allMaps, checkPinnedShapes, deleteMany, ensureBpffs, openPinned, readAll, setMany, type MapName,
@@ -110,7 +111,8 @@ export class LinuxDatapath implements Datapath {
    * concurrently (a tcx attach waits ~2 RCU grace periods in the kernel; queueing every
    * pod behind every other one made 10 concurrent ADDs wait for ten of them).
    */
-  private readonly ifLocks = new Map<number, Promise<void>>();
+  /** Serializes attach/detach per ifindex; different interfaces proceed in parallel. */
+  private readonly ifLocks = new KeyedMutex();
   private readonly server: HelperServer;
   private readonly hub: EventHub;
   /** epoch ms - monotonic ms, to convert kernel timestamps. */
@@ -141,18 +143,6 @@ export class LinuxDatapath implements Datapath {
   /** One palisade-bpf request (attach, detach, gc-links, ifname, info), inside `netns`. */
   private helperCall(args: string[]): Promise<RunResult> {
     return this.server.call(args);
-  }
-
-  /** Runs `fn` after every earlier attach/detach of the same ifindex has settled. */
-  private perInterface<T>(ifindex: number, fn: () => Promise<T>): Promise<T> {
-    const prev = this.ifLocks.get(ifindex) ?? Promise.resolve();
-    const result = prev.then(fn);
-    const tail = result.then(() => undefined, () => undefined);
-    this.ifLocks.set(ifindex, tail);
-    void tail.then(() => {
-      if (this.ifLocks.get(ifindex) === tail) this.ifLocks.delete(ifindex);
-    });
-    return result;
   }
 
   private path(kind: 'maps' | 'progs' | 'links', name: string): string {
@@ -392,7 +382,7 @@ export class LinuxDatapath implements Datapath {
     if (!Number.isInteger(ifindex) || ifindex <= 0) {
       return Promise.reject(new DatapathError(ERR_DATAPATH_ATTACH, `attaching: bad ifindex ${ifindex}`));
     }
-    return this.perInterface(ifindex, async () => {
+    return this.ifLocks.run(String(ifindex), async () => {
       await this.init();
       if (!this.forceClsact) {
         // Both hooks in one helper request.
@@ -440,7 +430,7 @@ export class LinuxDatapath implements Datapath {
 
   detach(ifindex: number): Promise<void> {
     if (!Number.isInteger(ifindex) || ifindex <= 0) return Promise.resolve();
-    return this.perInterface(ifindex, async () => {
+    return this.ifLocks.run(String(ifindex), async () => {
       let hadLink = false;
       const links = programs.map((p) => this.path('links', `${ifindex}-${p.hook}`));
       for (const link of links) if (existsSync(link)) hadLink = true;
@@ -494,7 +484,7 @@ export class LinuxDatapath implements Datapath {
     this.closed = true;
     this.hub.close();
     await this.chain.catch(() => {});
-    await Promise.all([...this.ifLocks.values()]);
+    await this.ifLocks.settled();
     await this.server.close();
     this.closeMaps();
     this.initialized = undefined;
